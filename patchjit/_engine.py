@@ -1,0 +1,172 @@
+"""Python-level drivers: canonical views, block planning, waves, threads.
+
+A long run is a Python loop over short kernel calls (waves), so that Ctrl-C stops it
+within a wave and a progress bar can follow it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import numba
+import numpy as np
+
+from . import _kernels as K
+from ._callback import array_type, compile_callback, return_type
+
+# Work per block, in patch-pixels: about 1/64 of the job, between 2**16 and 2**23,
+# and a footprint of at most 2**20 accumulator elements. Fixed by the geometry alone,
+# so the result does not depend on the number of threads.
+_MIN_BLOCK_WORK = 1 << 16
+_MAX_BLOCK_WORK = 1 << 23
+_MAX_FOOTPRINT = 1 << 20
+_BLOCKS_PER_THREAD = 4
+# Callback overhead, in patch-pixel units, added to each patch's cost.
+_CALL_COST = 16
+
+
+def accumulation_dtype(dtype) -> np.dtype:
+    """float32 for float32, bool and <= 16-bit integers; float64 otherwise."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return np.dtype(np.float64 if dtype.itemsize > 4 else np.float32)
+    if dtype.kind == "b" or dtype.itemsize <= 2:
+        return np.dtype(np.float32)
+    return np.dtype(np.float64)
+
+
+@contextlib.contextmanager
+def thread_limit(threads):
+    """Use ``threads`` numba threads inside the block; restore the setting after."""
+    if threads is None:
+        yield
+        return
+    old = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(old)
+
+
+def canonical3(values, fill):
+    """Left-pad a per-spatial-axis tuple to 3 entries (D, H, W)."""
+    values = tuple(values)
+    return (fill,) * (3 - len(values)) + values
+
+
+def plan_blocks(origins3, patch3, nc: int) -> np.ndarray:
+    """Cut the patch grid into blocks; return the block table (see ``_kernels.B_*``)."""
+    grid = [len(o) for o in origins3]
+    per_patch = math.prod(patch3) * nc + _CALL_COST
+    total = math.prod(grid) * per_patch
+    target = min(max(total // 64, _MIN_BLOCK_WORK), _MAX_BLOCK_WORK)
+    steps = [int(o[1] - o[0]) if len(o) > 1 else p for o, p in zip(origins3, patch3)]
+    sizes = list(grid)
+
+    def extent(a):
+        return (sizes[a] - 1) * steps[a] + patch3[a]
+
+    while True:
+        work = math.prod(sizes) * per_patch
+        foot = extent(0) * extent(1) * extent(2) * nc
+        splittable = [a for a in range(3) if sizes[a] > 1]
+        if (work <= target and foot <= _MAX_FOOTPRINT) or not splittable:
+            break
+        a = max(splittable, key=extent)
+        sizes[a] = -(-sizes[a] // 2)
+    starts = [range(0, g, s) for g, s in zip(grid, sizes)]
+    rows = []
+    for i0 in starts[0]:
+        i1 = min(i0 + sizes[0], grid[0])
+        for j0 in starts[1]:
+            j1 = min(j0 + sizes[1], grid[1])
+            for k0 in starts[2]:
+                k1 = min(k0 + sizes[2], grid[2])
+                rows.append((i0, i1, j0, j1, k0, k1))
+    idx = np.array(rows, dtype=np.int64)
+    table = np.empty((len(idx), 12), dtype=np.int64)
+    table[:, :6] = idx
+    for a, (o, p) in enumerate(zip(origins3, patch3)):
+        first = o[idx[:, 2 * a]]
+        last = o[idx[:, 2 * a + 1] - 1]
+        table[:, 6 + 2 * a] = first
+        table[:, 7 + 2 * a] = last + p - first
+    return table
+
+
+def run_accumulate(
+    src, take, oview, func, args, origins3, patch3, nc, weights3, red, acc, region0,
+    threads=None, progress=None,
+):  # fmt: skip
+    """Overlap-add ``func``'s output for every patch into ``acc`` (not normalised).
+
+    ``acc`` must hold the reduction's identity (0, -inf or +inf) on entry.
+    """
+    blocks = plan_blocks(origins3, patch3, nc)
+    n_threads = threads or numba.get_num_threads()
+    n_wave = min(len(blocks), _BLOCKS_PER_THREAD * n_threads)
+    fshape = blocks[:, [K.B_FD, K.B_FH, K.B_FW]].max(axis=0)
+    bufs = np.empty((n_wave, fshape[0], fshape[1], fshape[2] * nc), dtype=acc.dtype)
+    weighted = weights3 is not None
+    if not weighted:
+        weights3 = np.ones((1, 1, 1), dtype=acc.dtype)
+    od, oh, ow = origins3
+    pd, ph, pw = patch3
+    limits = np.array([acc.shape[0], acc.shape[1]])
+    with thread_limit(threads):
+        for start in range(0, len(blocks), n_wave):
+            wave = blocks[start : start + n_wave]
+            lo = np.clip(wave[:, [K.B_Y0D, K.B_Y0H]].min(axis=0) - region0[:2], 0, limits)
+            hi = (wave[:, [K.B_Y0D, K.B_Y0H]] + wave[:, [K.B_FD, K.B_FH]]).max(axis=0)
+            hi = np.clip(hi - region0[:2], 0, limits)
+            rows = (int(lo[0]), int(hi[0]), int(lo[1]), int(hi[1]))
+            K.accumulate_wave(
+                src, take, oview, func, args, od, oh, ow, pd, ph, pw, nc, weights3,
+                weighted, red, wave, bufs, acc, region0, rows,
+            )  # fmt: skip
+            if progress is not None:
+                progress.update(
+                    int(
+                        (wave[:, 1] - wave[:, 0]).dot(
+                            (wave[:, 3] - wave[:, 2]) * (wave[:, 5] - wave[:, 4])
+                        )
+                    )
+                )
+    return acc
+
+
+def run_map(src, take, func, args, origins3, patch3, res, threads=None, progress=None):
+    """``res[i, j, k] = func(patch, *args)`` over the whole grid, in waves of grid rows."""
+    od, oh, ow = origins3
+    pd, ph, pw = patch3
+    n_rows = res.shape[0] * res.shape[1]
+    per_row = res.shape[2] * (math.prod(patch3) + _CALL_COST)
+    n_threads = threads or numba.get_num_threads()
+    rows_per_wave = max(n_threads, (_MAX_BLOCK_WORK * n_threads) // max(per_row, 1))
+    with thread_limit(threads):
+        for r0 in range(0, n_rows, rows_per_wave):
+            r1 = min(r0 + rows_per_wave, n_rows)
+            K.map_rows(src, take, func, args, od, oh, ow, pd, ph, pw, r0, r1, res)
+            if progress is not None:
+                progress.update((r1 - r0) * res.shape[2])
+    return res
+
+
+def patch_type(take, src, n_axes: int):
+    """The numba type of the patch view that ``take`` produces from ``src``."""
+    int_t = numba.typeof(0)
+    return return_type(take, (numba.typeof(src),) + (int_t,) * n_axes)
+
+
+def prepare_process_callback(func, take, oview, src, acc_dtype, args):
+    """Compile the user's ``func(patch, out, *args)`` for the kernel's exact types."""
+    p_t = patch_type(take, src, 9)
+    o3_t = array_type(acc_dtype, 3, "C")
+    out_t = return_type(oview, (o3_t, numba.typeof(0), numba.typeof(0)))
+    compile_callback(func, p_t, out_t, args, scalar=False)
+
+
+def prepare_map_callback(func, take, src, args):
+    compile_callback(func, patch_type(take, src, 9), None, args, scalar=True)

@@ -1,0 +1,264 @@
+"""The compiled kernels, and nothing else.
+
+Canonical layout: every image is seen as a 4-D view ``(D, H, W, C)`` (unit axes for
+missing spatial axes, ``C = 1`` without channels); every accumulator as a C-contiguous
+3-D array ``(D, H, W * C)``, so that the innermost loops run over contiguous memory for
+any channel count.
+
+Race-free, deterministic accumulation: the patch grid is cut into fixed blocks (boxes
+of patches, chosen from the geometry only, never from the thread count). A wave of
+blocks runs in parallel, each block overlap-adding its patches into a private buffer;
+the buffers are then folded into the output in ascending block order, in parallel over
+output rows. Every output pixel therefore sums its contributions in the same order
+whatever the number of threads.
+
+The per-patch view (``take``), the view of the output buffer handed to the callback
+(``oview``) and the callback itself (``func``) are first-class function arguments; the
+engine specialises the wave kernel for each combination once per process.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+SUM, MAX, MIN = 0, 1, 2
+
+# Block table columns: patch index ranges, then the block's footprint in the padded frame.
+B_I0D, B_I1D, B_I0H, B_I1H, B_I0W, B_I1W, B_Y0D, B_FD, B_Y0H, B_FH, B_X0, B_FW = range(12)
+
+
+# --- per-patch views ---------------------------------------------------------------
+# take(src, id, ih, iw, yd, yh, x, pd, ph, pw) -> the patch as the callback sees it.
+
+
+@njit(inline="always")
+def take_1d(src, id, ih, iw, yd, yh, x, pd, ph, pw):
+    return src[0, 0, x : x + pw, 0]
+
+
+@njit(inline="always")
+def take_1dc(src, id, ih, iw, yd, yh, x, pd, ph, pw):
+    return src[0, 0, x : x + pw, :]
+
+
+@njit(inline="always")
+def take_2d(src, id, ih, iw, yd, yh, x, pd, ph, pw):
+    return src[0, yh : yh + ph, x : x + pw, 0]
+
+
+@njit(inline="always")
+def take_2dc(src, id, ih, iw, yd, yh, x, pd, ph, pw):
+    return src[0, yh : yh + ph, x : x + pw, :]
+
+
+@njit(inline="always")
+def take_3d(src, id, ih, iw, yd, yh, x, pd, ph, pw):
+    return src[yd : yd + pd, yh : yh + ph, x : x + pw, 0]
+
+
+@njit(inline="always")
+def take_3dc(src, id, ih, iw, yd, yh, x, pd, ph, pw):
+    return src[yd : yd + pd, yh : yh + ph, x : x + pw, :]
+
+
+@njit(inline="always")
+def take_stacked(src, id, ih, iw, yd, yh, x, pd, ph, pw):
+    """Patch ``(id, ih, iw)`` of a stack of patches ``(gd, gh, gw, pd, ph, pw, C)``."""
+    return src[id, ih, iw]
+
+
+# oview(o3, pw, nc) -> the (pd, ph, pw * nc) scratch buffer in the callback's shape.
+
+
+@njit(inline="always")
+def oview_1d(o3, pw, nc):
+    return o3.reshape((pw,))
+
+
+@njit(inline="always")
+def oview_1dc(o3, pw, nc):
+    return o3.reshape((pw, nc))
+
+
+@njit(inline="always")
+def oview_2d(o3, pw, nc):
+    return o3.reshape((o3.shape[1], pw))
+
+
+@njit(inline="always")
+def oview_2dc(o3, pw, nc):
+    return o3.reshape((o3.shape[1], pw, nc))
+
+
+@njit(inline="always")
+def oview_3d(o3, pw, nc):
+    return o3.reshape((o3.shape[0], o3.shape[1], pw))
+
+
+@njit(inline="always")
+def oview_3dc(o3, pw, nc):
+    return o3.reshape((o3.shape[0], o3.shape[1], pw, nc))
+
+
+@njit(inline="always")
+def oview_flat(o3, pw, nc):
+    return o3
+
+
+@njit
+def copy_stacked(patch4, o3):
+    """Callback used by ``unpatchify``: copy a ``(pd, ph, pw, C)`` patch into ``o3``."""
+    nc = patch4.shape[3]
+    for a in range(patch4.shape[0]):
+        for b in range(patch4.shape[1]):
+            for x in range(patch4.shape[2]):
+                for c in range(nc):
+                    o3[a, b, x * nc + c] = patch4[a, b, x, c]
+
+
+VIEWS = {
+    (1, False): (take_1d, oview_1d),
+    (1, True): (take_1dc, oview_1dc),
+    (2, False): (take_2d, oview_2d),
+    (2, True): (take_2dc, oview_2dc),
+    (3, False): (take_3d, oview_3d),
+    (3, True): (take_3dc, oview_3dc),
+}
+
+
+# --- accumulation -------------------------------------------------------------------
+
+
+@njit(inline="always")
+def _nanmax(a, b):
+    # NaN-propagating maximum: a NaN on either side wins.
+    return a if (a > b or a != a) else b
+
+
+@njit(inline="always")
+def _nanmin(a, b):
+    return a if (a < b or a != a) else b
+
+
+@njit(inline="always")
+def _add_patch(buf, o3, w3, weighted, red, yd, yh, xc):
+    """Overlap-add one output patch ``o3`` into ``buf`` at ``(yd, yh, xc)``."""
+    pd, ph, n = o3.shape
+    for a in range(pd):
+        for b in range(ph):
+            row = buf[yd + a, yh + b, xc : xc + n]
+            src = o3[a, b]
+            if red == SUM:
+                if weighted:
+                    wr = w3[a, b]
+                    for k in range(n):
+                        row[k] += wr[k] * src[k]
+                else:
+                    for k in range(n):
+                        row[k] += src[k]
+            elif red == MAX:
+                for k in range(n):
+                    row[k] = _nanmax(row[k], src[k])
+            else:
+                for k in range(n):
+                    row[k] = _nanmin(row[k], src[k])
+
+
+@njit(parallel=True)
+def accumulate_wave(
+    src, take, oview, func, args, od, oh, ow, pd, ph, pw, nc, w3, weighted, red,
+    blocks, bufs, acc, region0, rows,
+):  # fmt: skip
+    """Run one wave of blocks: callbacks and overlap-add into ``bufs``, then fold.
+
+    ``acc`` holds the output region starting at ``region0 = (d0, h0, x0)`` of the
+    padded frame (``x0`` in pixels); contributions outside it are dropped. ``rows =
+    (d_lo, d_hi, h_lo, h_hi)`` bounds the rows of ``acc`` that the wave touches.
+    """
+    nb = blocks.shape[0]
+    init = 0.0 if red == SUM else (-np.inf if red == MAX else np.inf)
+    for b in prange(nb):
+        blk = blocks[b]
+        buf = bufs[b]
+        fd, fh, fw = blk[B_FD], blk[B_FH], blk[B_FW] * nc
+        buf[:fd, :fh, :fw] = init
+        o3 = np.empty((pd, ph, pw * nc), dtype=acc.dtype)
+        o = oview(o3, pw, nc)
+        y0d, y0h, x0 = blk[B_Y0D], blk[B_Y0H], blk[B_X0]
+        for i in range(blk[B_I0D], blk[B_I1D]):
+            yd = od[i]
+            for j in range(blk[B_I0H], blk[B_I1H]):
+                yh = oh[j]
+                for k in range(blk[B_I0W], blk[B_I1W]):
+                    x = ow[k]
+                    func(take(src, i, j, k, yd, yh, x, pd, ph, pw), o, *args)
+                    _add_patch(buf, o3, w3, weighted, red, yd - y0d, yh - y0h, (x - x0) * nc)
+    # Fold in ascending block order, one output row per iteration: race-free and
+    # independent of the thread count.
+    W = acc.shape[2] // nc
+    d0, h0, xr = region0
+    d_lo, d_hi, h_lo, h_hi = rows
+    nh = h_hi - h_lo
+    for r in prange((d_hi - d_lo) * nh):
+        d = d_lo + r // nh
+        h = h_lo + r % nh
+        gd, gh = d + d0, h + h0
+        row = acc[d, h]
+        for b in range(nb):
+            blk = blocks[b]
+            ld = gd - blk[B_Y0D]
+            lh = gh - blk[B_Y0H]
+            if ld < 0 or ld >= blk[B_FD] or lh < 0 or lh >= blk[B_FH]:
+                continue
+            lo = max(blk[B_X0], xr)
+            hi = min(blk[B_X0] + blk[B_FW], xr + W)
+            if hi <= lo:
+                continue
+            brow = bufs[b, ld, lh]
+            s = (lo - blk[B_X0]) * nc
+            t = (lo - xr) * nc
+            n = (hi - lo) * nc
+            if red == SUM:
+                for q in range(n):
+                    row[t + q] += brow[s + q]
+            elif red == MAX:
+                for q in range(n):
+                    row[t + q] = _nanmax(row[t + q], brow[s + q])
+            else:
+                for q in range(n):
+                    row[t + q] = _nanmin(row[t + q], brow[s + q])
+
+
+@njit(parallel=True, cache=True)
+def finalize(acc, cd, ch, cw, cov, full, nc, divide):
+    """Normalise ``acc`` in place: divide by coverage (mean) and mark uncovered pixels NaN.
+
+    Coverage is ``cd[d] * ch[h] * cw[x]`` (separable) or ``cov[d, h, x]`` when ``full``.
+    """
+    D, H = acc.shape[0], acc.shape[1]
+    W = acc.shape[2] // nc
+    for r in prange(D * H):
+        d = r // H
+        h = r - d * H
+        cdh = cd[d] * ch[h]
+        row = acc[d, h]
+        for x in range(W):
+            c = cov[d, h, x] if full else cdh * cw[x]
+            for q in range(x * nc, x * nc + nc):
+                if c == 0:
+                    row[q] = np.nan
+                elif divide:
+                    row[q] = row[q] / c
+
+
+@njit(parallel=True)
+def map_rows(src, take, func, args, od, oh, ow, pd, ph, pw, r0, r1, res):
+    """``res[i, j, k] = func(patch(i, j, k), *args)`` for flattened grid rows ``r0:r1``."""
+    gh = res.shape[1]
+    for r in prange(r0, r1):
+        i = r // gh
+        j = r - i * gh
+        yd, yh = od[i], oh[j]
+        for k in range(res.shape[2]):
+            res[i, j, k] = func(take(src, i, j, k, yd, yh, ow[k], pd, ph, pw), *args)

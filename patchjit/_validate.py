@@ -1,0 +1,150 @@
+"""Argument checking and normalisation shared by every public function.
+
+Every check runs before any kernel, and every message names the bad value and what
+would be valid.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = [
+    "as_image",
+    "check_choice",
+    "per_axis",
+    "resolve_layout",
+    "resolve_threads",
+]
+
+
+def as_image(image, name: str = "image") -> np.ndarray:
+    """Return ``image`` as a numeric ndarray with native byte order, never modifying it.
+
+    Lists and other array-likes are converted; strings, bytes, None and object or
+    complex data raise TypeError. Empty arrays raise ValueError.
+    """
+    if isinstance(image, (str, bytes)) or image is None:
+        raise TypeError(
+            f"{name} must be a numeric array (numpy.ndarray or array-like), "
+            f"got {type(image).__name__}"
+        )
+    arr = image if isinstance(image, np.ndarray) else np.asarray(image)
+    kind = arr.dtype.kind
+    if kind not in "buif":
+        raise TypeError(
+            f"{name} must hold bool, integer or real floating-point values, got dtype "
+            f"{arr.dtype} (from {type(image).__name__}); convert it with "
+            f".astype(numpy.float32) first"
+        )
+    if arr.dtype == np.float16:
+        arr = arr.astype(np.float32)  # numba has no float16 arithmetic
+    elif not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    if arr.ndim == 0:
+        raise ValueError(f"{name} must have at least one axis, got a 0-d array")
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape}); every axis must have length >= 1")
+    return arr
+
+
+def per_axis(value, ndim: int, name: str, *, minimum: int = 1) -> tuple[int, ...]:
+    """Broadcast an int, or check a sequence of ``ndim`` ints, each ``>= minimum``."""
+    if isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, bool):
+        values = (int(value),) * ndim
+    elif isinstance(value, Sequence | np.ndarray) and not isinstance(value, (str, bytes)):
+        values = tuple(value)
+        if not all(
+            isinstance(v, (numbers.Integral, np.integer)) and not isinstance(v, bool)
+            for v in values
+        ):
+            raise TypeError(f"{name} must be an int or a tuple of ints, got {value!r}")
+        values = tuple(int(v) for v in values)
+        if len(values) != ndim:
+            raise ValueError(
+                f"{name} {value!r} has {len(values)} entries but the image has {ndim} "
+                f"spatial axes; give one value per spatial axis or a single int"
+            )
+    else:
+        raise TypeError(f"{name} must be an int or a tuple of ints, got {value!r}")
+    if any(v < minimum for v in values):
+        raise ValueError(f"{name} must be >= {minimum} on every axis, got {values}")
+    return values
+
+
+def check_choice(value, name: str, choices: Sequence[str]) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise ValueError listing them."""
+    if not isinstance(value, str) or value not in choices:
+        valid = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"unknown {name} {value!r}; valid choices are {valid}")
+    return value
+
+
+def resolve_layout(ndim: int, patch_shape, channel_axis) -> tuple[int, int | None]:
+    """Work out how many axes are spatial and which axis (if any) holds channels.
+
+    ``patch_shape`` as a tuple fixes the number of spatial axes: an image with one
+    more axis has channels, on the last axis unless ``channel_axis`` says otherwise.
+    An int ``patch_shape`` makes every axis spatial unless ``channel_axis`` is given.
+    Returns ``(n_spatial, channel_axis or None)`` with ``channel_axis`` non-negative.
+    """
+    if channel_axis is not None:
+        if not isinstance(channel_axis, (numbers.Integral, np.integer)) or isinstance(
+            channel_axis, bool
+        ):
+            raise TypeError(f"channel_axis must be an int or None, got {channel_axis!r}")
+        if not -ndim <= channel_axis < ndim:
+            raise ValueError(
+                f"channel_axis {channel_axis} is out of range for an image with {ndim} "
+                f"axes; valid values are {-ndim} to {ndim - 1}"
+            )
+        channel_axis = int(channel_axis) % ndim
+        n_spatial = ndim - 1
+    elif isinstance(patch_shape, (numbers.Integral, np.integer)):
+        n_spatial = ndim
+    else:
+        try:
+            n_patch = len(patch_shape)
+        except TypeError:
+            raise TypeError(
+                f"patch_shape must be an int or a tuple of ints, got {patch_shape!r}"
+            ) from None
+        if n_patch == ndim:
+            n_spatial = ndim
+        elif n_patch == ndim - 1:
+            n_spatial, channel_axis = ndim - 1, ndim - 1
+        elif n_patch > ndim:
+            raise ValueError(
+                f"patch_shape {tuple(patch_shape)} has {n_patch} axes but the image has "
+                f"only {ndim}; a patch cannot have more axes than the image"
+            )
+        else:
+            raise ValueError(
+                f"patch_shape {tuple(patch_shape)} has {n_patch} axes but the image has "
+                f"{ndim}; give one patch size per spatial axis (an image may have at "
+                f"most one extra axis, for channels)"
+            )
+    if not 1 <= n_spatial <= 3:
+        raise ValueError(
+            f"patchjit handles 1, 2 or 3 spatial axes, got {n_spatial} "
+            f"(image with {ndim} axes, channel_axis={channel_axis})"
+        )
+    return n_spatial, channel_axis
+
+
+def resolve_threads(threads) -> int | None:
+    """Check a ``threads`` argument against numba's thread pool size."""
+    if threads is None:
+        return None
+    import numba
+
+    limit = numba.config.NUMBA_NUM_THREADS
+    if not isinstance(threads, (numbers.Integral, np.integer)) or isinstance(threads, bool):
+        raise TypeError(f"threads must be an int or None, got {threads!r}")
+    if not 1 <= threads <= limit:
+        raise ValueError(
+            f"threads must be between 1 and {limit} (numba.config.NUMBA_NUM_THREADS), got {threads}"
+        )
+    return int(threads)

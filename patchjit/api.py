@@ -1,0 +1,559 @@
+"""Public functions: check and normalise arguments, allocate, dispatch to the engine."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from . import _engine as E
+from . import _kernels as K
+from ._callback import check_args, resolve
+from ._grid import PatchGrid
+from ._validate import as_image, check_choice, resolve_threads
+
+REDUCTIONS = ("mean", "sum", "max", "min")
+PAD_MODES = ("reflect", "symmetric", "edge", "constant", "wrap", "linear_ramp",
+             "maximum", "mean", "median", "minimum")  # fmt: skip
+_RED_CODES = {"mean": K.SUM, "sum": K.SUM, "max": K.MAX, "min": K.MIN}
+
+__all__ = ["map_patches", "patchify", "process_image", "unpatchify"]
+
+
+# --- helpers ------------------------------------------------------------------------
+
+
+def _output_dtype(dtype, default, out):
+    if dtype is None:
+        dtype = out.dtype if out is not None else default
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype {dtype!r} is not a numpy dtype") from None
+    if dtype.kind not in "iuf":
+        raise ValueError(f"dtype must be a floating-point or integer dtype, got {dtype}")
+    if out is not None and out.dtype != dtype:
+        raise ValueError(f"out has dtype {out.dtype} but the requested dtype is {dtype}")
+    return dtype
+
+
+def _check_out(out, shape, image):
+    if out is None:
+        return
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy array, got {type(out).__name__}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"out has shape {out.shape} but the result has shape {tuple(shape)}")
+    if not out.flags.writeable:
+        raise ValueError("out is read-only; pass a writeable array")
+    if image is not None and np.shares_memory(out, image):
+        raise ValueError("out shares memory with the input; pass a separate array")
+
+
+def _cast(result, dtype, out):
+    """Cast a float result to ``dtype``: integers are rounded and clipped to range."""
+    if dtype.kind in "iu":
+        bad = np.isnan(result)
+        if bad.any():
+            raise ValueError(
+                f"the result has {int(bad.sum())} NaN pixels (not covered by any patch with "
+                f"edge='valid', or NaN in the data), which integer dtype {dtype} cannot "
+                f"hold; ask for a float dtype"
+            )
+        info = np.iinfo(dtype)
+        np.rint(result, out=result)
+        np.clip(result, info.min, info.max, out=result)
+    if out is not None:
+        np.copyto(out, result, casting="unsafe")
+        return out
+    return result.astype(dtype, copy=False)
+
+
+def _source4(img: np.ndarray, grid: PatchGrid, pad_mode, pad_value) -> np.ndarray:
+    """Read-only 4-D ``(D, H, W, C)`` view of the image (padded copy for edge='pad')."""
+    v = img if grid.channel_axis is None else np.moveaxis(img, grid.channel_axis, -1)
+    if grid.edge == "pad" and any(b or a for b, a in grid.pad_width):
+        widths = list(grid.pad_width) + ([(0, 0)] if grid.channel_axis is not None else [])
+        kw = {"constant_values": pad_value} if pad_mode == "constant" else {}
+        v = np.pad(v, widths, mode=pad_mode, **kw)
+    if grid.channel_axis is None:
+        v = v[..., None]
+    v = v.reshape((1,) * (3 - grid.ndim) + v.shape)
+    v = v.view()
+    v.flags.writeable = False
+    return v
+
+
+def _check_pad(grid: PatchGrid, img_dtype, pad_mode, pad_value):
+    check_choice(pad_mode, "pad_mode", PAD_MODES)
+    if grid.edge != "pad" or pad_mode != "constant":
+        return
+    if not isinstance(pad_value, (int, float, np.integer, np.floating, bool)):
+        raise TypeError(f"pad_value must be a number, got {pad_value!r}")
+    if img_dtype.kind in "iub":
+        info = np.iinfo(img_dtype) if img_dtype.kind != "b" else None
+        if info is None:
+            ok = pad_value in (0, 1)
+        else:
+            ok = float(pad_value).is_integer() and info.min <= pad_value <= info.max
+        if not ok:
+            rng = "0 or 1" if info is None else f"an integer in [{info.min}, {info.max}]"
+            raise ValueError(
+                f"pad_value {pad_value!r} is not representable in the image dtype "
+                f"{img_dtype}; use {rng}"
+            )
+
+
+def _check_merge_geometry(grid: PatchGrid, reduce):
+    red = check_choice(reduce, "reduce", REDUCTIONS)
+    if red in ("max", "min") and grid.window is not None:
+        raise ValueError(
+            f"window={grid.window!r} cannot be combined with reduce={red!r}; windows "
+            f"weight the 'mean' and 'sum' reductions only"
+        )
+    if grid.edge != "valid":
+        gaps = [a for a, (p, s) in enumerate(zip(grid.patch_shape, grid.step)) if s > p]
+        if gaps:
+            raise ValueError(
+                f"step {grid.step} is larger than patch_shape {grid.patch_shape} on axis "
+                f"{gaps[0]}, so edge={grid.edge!r} cannot cover every pixel; use "
+                f"edge='valid' (uncovered pixels become NaN) or a step <= the patch size"
+            )
+    return red
+
+
+def _merge(src, take, oview, func, args, grid: PatchGrid, acc_dtype, red, threads, progress):
+    """Accumulate over the grid, normalise; return the float result in image layout."""
+    nc = grid.n_channels
+    sp = E.canonical3(grid.spatial_shape, 1)
+    init = 0.0 if red in ("mean", "sum") else (-np.inf if red == "max" else np.inf)
+    acc = np.full((sp[0], sp[1], sp[2] * nc), init, dtype=acc_dtype)
+    weights3 = None
+    if grid.window_array is not None:
+        w = grid.window_array.reshape(E.canonical3(grid.patch_shape, 1))
+        weights3 = np.ascontiguousarray(np.repeat(w, nc, axis=2), dtype=acc_dtype)
+    origins3 = E.canonical3(grid.origins, np.zeros(1, dtype=np.int64))
+    patch3 = E.canonical3(grid.patch_shape, 1)
+    region0 = tuple(int(b) for b, _ in E.canonical3(grid.pad_width, (0, 0)))
+    E.run_accumulate(
+        src, take, oview, func, args, origins3, patch3, nc, weights3, _RED_CODES[red],
+        acc, region0, threads, progress,
+    )  # fmt: skip
+    vecs = E.canonical3([grid.axis_coverage(a) for a in range(grid.ndim)], np.ones(1))
+    full = grid.window_array is not None and grid.window_vectors is None
+    cov = grid.coverage().reshape(sp) if full else np.ones((1, 1, 1))
+    K.finalize(acc, *vecs, cov, full, nc, red == "mean")
+    result = acc.reshape((*grid.spatial_shape, nc))
+    if grid.channel_axis is None:
+        return result[..., 0]
+    return np.moveaxis(result, -1, grid.channel_axis)
+
+
+def _progress_bar(progress, total, desc):
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="patch", unit_scale=True)
+
+
+# --- public API ---------------------------------------------------------------------
+
+
+def process_image(
+    image,
+    func,
+    patch_shape,
+    step=1,
+    *,
+    args=(),
+    edge="cover",
+    dtype=None,
+    threads=None,
+    channel_axis=None,
+    window=None,
+    sigma=None,
+    reduce="mean",
+    pad_mode="reflect",
+    pad_value=0,
+    out=None,
+    progress=False,
+):
+    """Run ``func`` on every patch and merge the results by weighted overlap-add.
+
+    Extraction, the callback and merging happen in one compiled, parallel pass; no
+    patch is ever materialised, and extra memory does not grow with the number of
+    patches.
+
+    Parameters
+    ----------
+    image : array_like
+        1-D, 2-D or 3-D image, optionally with one channel axis. Any bool, integer or
+        real floating dtype; C-, F-ordered, strided or read-only. Never modified.
+    func : callable
+        ``func(patch, out, *args) -> None``, ideally a ``numba.njit`` function (a plain
+        Python function is compiled with ``numba.njit`` on first use). ``patch`` is a
+        read-only view of the image region, with channels on its last axis; ``out`` is a
+        float buffer of the same shape that ``func`` fills. The callback is compiled
+        once per combination of types and reused on later calls.
+    patch_shape : int or tuple of int
+        Patch size per spatial axis (an int applies to all).
+    step : int or tuple of int, default 1
+        Stride between patches, per spatial axis.
+    args : tuple, optional
+        Extra arguments passed to ``func`` unchanged (numbers, arrays, tuples).
+    edge : {"cover", "valid", "pad"}, default "cover"
+        ``"cover"``: where the regular grid stops short of the far border, one more patch
+        flush with that border is added, so every pixel is covered. ``"valid"``: the
+        regular grid only; pixels no patch covers are NaN. ``"pad"``: the image is padded
+        with :func:`numpy.pad` (``pad_mode``, ``pad_value``) by ``patch - step`` on each
+        side (plus what the far side needs to end flush), so border pixels are covered as
+        often as interior ones; the result is cropped back to the image's shape.
+    dtype : dtype, optional
+        Output dtype. Default: float32, or float64 for float64 and 32/64-bit integer
+        images (the accumulation dtype). Integer outputs are rounded to nearest and
+        clipped to the dtype's range.
+    threads : int, optional
+        numba threads for this call (the global setting is restored after); default all.
+    channel_axis : int, optional
+        Axis holding channels; default the last axis when the image has one more axis
+        than ``patch_shape``.
+    window : None, str or array_like, optional
+        Weight of each patch position when merging: ``"boxcar"``, ``"triangle"``,
+        ``"hann"``, ``"hamming"``, ``"gaussian"`` (see ``sigma``), or a positive array of
+        the patch's spatial shape. Every weight is positive (see :mod:`patchjit._windows`),
+        so no covered pixel ever has zero total weight.
+    sigma : float or tuple of float, optional
+        Standard deviation of the gaussian window in pixels (default ``patch / 4``).
+    reduce : {"mean", "sum", "max", "min"}, default "mean"
+        ``"mean"``: sum of ``w * out`` divided by the sum of ``w`` over covering patches;
+        ``"sum"``: sum of ``w * out``; ``"max"``/``"min"``: elementwise extreme (NaN
+        propagates), no window.
+    pad_mode : str, default "reflect"
+        :func:`numpy.pad` mode for ``edge="pad"``.
+    pad_value : number, default 0
+        Constant for ``pad_mode="constant"``; must be representable in the image dtype.
+    out : numpy.ndarray, optional
+        Array of the image's shape to write the result into (its dtype is the output
+        dtype).
+    progress : bool, default False
+        Show a tqdm progress bar over patches.
+
+    Returns
+    -------
+    numpy.ndarray
+        The merged image, same shape as ``image``.
+
+    Raises
+    ------
+    TypeError
+        ``image`` is not numeric, ``func`` is not a function or fails to compile for the
+        patch, ``out`` and ``args`` types (numba's message is included).
+    ValueError
+        Bad geometry (patch larger than the image, non-positive sizes, rank mismatch),
+        unknown option names, or ``out`` of the wrong shape or dtype.
+
+    Examples
+    --------
+    >>> import numpy as np, numba, patchjit
+    >>> @numba.njit
+    ... def remove_mean(patch, out, gain):
+    ...     m = patch.mean()
+    ...     for i in range(patch.shape[0]):
+    ...         for j in range(patch.shape[1]):
+    ...             out[i, j] = gain * (patch[i, j] - m)
+    >>> image = np.arange(36, dtype=np.float32).reshape(6, 6)
+    >>> result = patchjit.process_image(image, remove_mean, (3, 3), args=(1.0,))
+    >>> result.shape, result.dtype
+    ((6, 6), dtype('float32'))
+    >>> float(abs(result).max())  # a linear ramp has no local detail left
+    7.0
+    """
+    img = as_image(image)
+    grid = PatchGrid(
+        img.shape, patch_shape, step, edge, channel_axis=channel_axis, window=window,
+        sigma=sigma,
+    )  # fmt: skip
+    red = _check_merge_geometry(grid, reduce)
+    _check_pad(grid, img.dtype, pad_mode, pad_value)
+    threads = resolve_threads(threads)
+    func = resolve(func)
+    args = check_args(args)
+    acc_dtype = E.accumulation_dtype(img.dtype)
+    out_dtype = _output_dtype(dtype, acc_dtype, out)
+    _check_out(out, img.shape, img)
+    src = _source4(img, grid, pad_mode, pad_value)
+    take, oview = K.VIEWS[(grid.ndim, grid.channel_axis is not None)]
+    E.prepare_process_callback(func, take, oview, src, acc_dtype, args)
+    bar = _progress_bar(progress, grid.n_patches, "patches")
+    try:
+        result = _merge(src, take, oview, func, args, grid, acc_dtype, red, threads, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    return _cast(result, out_dtype, out)
+
+
+def map_patches(
+    image,
+    func,
+    patch_shape,
+    step=1,
+    *,
+    args=(),
+    edge="valid",
+    dtype=None,
+    threads=None,
+    channel_axis=None,
+    pad_mode="reflect",
+    pad_value=0,
+    progress=False,
+):
+    """Compute one number per patch: ``result[idx] = func(patch, *args)``.
+
+    Parameters
+    ----------
+    image : array_like
+        1-D, 2-D or 3-D image, optionally with channels (see :func:`process_image`).
+    func : callable
+        ``func(patch, *args) -> number``, a ``numba.njit`` function (plain Python
+        functions are compiled with ``numba.njit``).
+    patch_shape, step : int or tuple of int
+        Patch size and stride per spatial axis.
+    args : tuple, optional
+        Extra arguments passed to ``func`` unchanged.
+    edge : {"valid", "cover", "pad"}, default "valid"
+        ``"valid"``: the regular grid. ``"cover"``: plus one patch flush with the far
+        border where the regular grid stops short of it. ``"pad"``: the image is padded
+        by ``p // 2`` before and ``p - 1 - p // 2`` after (``pad_mode``), so that at
+        step 1 the result has the image's shape and each value belongs to the patch
+        centred on that pixel, as in :func:`scipy.ndimage.generic_filter`. numpy and
+        scipy name the same boundary modes differently:
+
+        ============== ======================
+        ``pad_mode``   scipy.ndimage ``mode``
+        ============== ======================
+        "reflect"      "mirror"
+        "symmetric"    "reflect"
+        "edge"         "nearest"
+        "wrap"         "wrap"
+        "constant"     "constant" (``cval``)
+        ============== ======================
+    dtype : dtype, optional
+        Result dtype; default float32 (float64 for float64 and 32/64-bit integer images).
+    threads : int, optional
+        numba threads for this call.
+    channel_axis : int, optional
+        Axis holding channels (patches then carry all channels, last).
+    pad_mode, pad_value
+        Padding for ``edge="pad"``, as in :func:`numpy.pad`.
+    progress : bool, default False
+        Show a tqdm progress bar.
+
+    Returns
+    -------
+    numpy.ndarray
+        Array of the grid's shape (``PatchGrid(...).grid_shape``).
+
+    Examples
+    --------
+    >>> import numpy as np, numba, patchjit
+    >>> @numba.njit
+    ... def local_range(patch):
+    ...     return patch.max() - patch.min()
+    >>> image = np.arange(16.0).reshape(4, 4)
+    >>> patchjit.map_patches(image, local_range, 2)
+    array([[5., 5., 5.],
+           [5., 5., 5.],
+           [5., 5., 5.]])
+    """
+    img = as_image(image)
+    grid = PatchGrid(img.shape, patch_shape, step, edge, channel_axis=channel_axis, centered=True)
+    _check_pad(grid, img.dtype, pad_mode, pad_value)
+    threads = resolve_threads(threads)
+    func = resolve(func)
+    args = check_args(args)
+    acc_dtype = E.accumulation_dtype(img.dtype)
+    out_dtype = _output_dtype(dtype, acc_dtype, None)
+    src = _source4(img, grid, pad_mode, pad_value)
+    take, _ = K.VIEWS[(grid.ndim, grid.channel_axis is not None)]
+    E.prepare_map_callback(func, take, src, args)
+    res = np.empty(E.canonical3(grid.grid_shape, 1), dtype=acc_dtype)
+    origins3 = E.canonical3(grid.origins, np.zeros(1, dtype=np.int64))
+    bar = _progress_bar(progress, grid.n_patches, "patches")
+    try:
+        E.run_map(src, take, func, args, origins3, E.canonical3(grid.patch_shape, 1), res,
+                  threads, bar)  # fmt: skip
+    finally:
+        if bar is not None:
+            bar.close()
+    return _cast(res.reshape(grid.grid_shape), out_dtype, None)
+
+
+def patchify(image, patch_shape, step=1, *, channel_axis=None):
+    """Zero-copy, read-only view of every patch of the regular grid.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        1-D, 2-D or 3-D image, optionally with a channel axis.
+    patch_shape, step : int or tuple of int
+        Patch size and stride per spatial axis.
+    channel_axis : int, optional
+        Axis holding channels (default: the last, when the image has one more axis than
+        ``patch_shape``).
+
+    Returns
+    -------
+    numpy.ndarray
+        Read-only strided view of shape ``(*grid_shape, *patch_shape)``, or
+        ``(*grid_shape, *patch_shape, C)`` with channels. No data is copied.
+
+    Examples
+    --------
+    >>> import numpy as np, patchjit
+    >>> image = np.arange(20).reshape(4, 5)
+    >>> p = patchjit.patchify(image, (2, 3), step=(2, 1))
+    >>> p.shape
+    (2, 3, 2, 3)
+    >>> p[1, 2]
+    array([[12, 13, 14],
+           [17, 18, 19]])
+    >>> np.shares_memory(p, image)
+    True
+    """
+    if not isinstance(image, np.ndarray):
+        image = as_image(image)
+    elif image.size == 0 or image.ndim == 0:
+        as_image(image)  # raises the right error
+    grid = PatchGrid(image.shape, patch_shape, step, "valid", channel_axis=channel_axis)
+    k = grid.ndim
+    v = image if grid.channel_axis is None else np.moveaxis(image, grid.channel_axis, -1)
+    win = sliding_window_view(v, grid.patch_shape, axis=tuple(range(k)))
+    if grid.channel_axis is not None:
+        win = np.moveaxis(win, k, -1)
+    return win[tuple(slice(None, None, s) for s in grid.step)]
+
+
+def unpatchify(
+    patches,
+    image_shape,
+    step=1,
+    *,
+    edge="cover",
+    channel_axis=None,
+    window=None,
+    sigma=None,
+    reduce="mean",
+    dtype=None,
+    out=None,
+    threads=None,
+    progress=False,
+):
+    """Merge patches back into an image by (weighted) overlap-add mean.
+
+    The inverse of :func:`patchify`: ``unpatchify(patchify(img, p, s), img.shape, s)``
+    returns ``img`` (as float) wherever the grid covers it.
+
+    Parameters
+    ----------
+    patches : array_like
+        Either the grid form ``(*grid_shape, *patch_shape[, C])`` that :func:`patchify`
+        returns, or the same patches flattened to ``(n_patches, *patch_shape)`` in C order
+        of the grid. Flattened patches with channels need ``channel_axis``.
+    image_shape : tuple of int
+        Shape of the image to rebuild, channels included.
+    step : int or tuple of int, default 1
+        Stride the patches were taken with.
+    edge : {"cover", "valid"}, default "cover"
+        Grid the patches follow (see :class:`PatchGrid`). :func:`patchify` gives the
+        ``"valid"`` grid; both are the same when ``(size - patch) % step == 0``. Pixels no
+        patch covers are NaN.
+    channel_axis : int, optional
+        Axis of ``image_shape`` holding channels. Without it, channels are inferred only
+        from the grid form (patches with ``2 * len(image_shape) - 1`` axes).
+    window, sigma, reduce, dtype, out, threads, progress
+        As in :func:`process_image`.
+
+    Returns
+    -------
+    numpy.ndarray
+        Array of ``image_shape``.
+
+    Examples
+    --------
+    >>> import numpy as np, patchjit
+    >>> image = np.random.default_rng(0).random((7, 9))
+    >>> patches = patchjit.patchify(image, (3, 4), step=(2, 1))
+    >>> back = patchjit.unpatchify(patches, image.shape, step=(2, 1))
+    >>> bool(np.allclose(back, image))
+    True
+    >>> patchjit.unpatchify(np.ones((3, 2)), (5,))
+    Traceback (most recent call last):
+    ...
+    ValueError: 3 patches of shape (2,) do not fit the grid of image shape (5,), ...
+    """
+    arr = as_image(patches, "patches")
+    image_shape = tuple(int(n) for n in image_shape)
+    m = len(image_shape)
+    if channel_axis is not None:
+        k = m - 1
+        grid_form = arr.ndim == 2 * k + 1
+        if not grid_form and arr.ndim != k + 2:
+            raise ValueError(
+                f"patches with {arr.ndim} axes do not match image_shape {image_shape} with "
+                f"channels: expected {2 * k + 1} (grid form) or {k + 2} (flattened) axes"
+            )
+        n_spatial = k
+    elif arr.ndim == 2 * m:
+        grid_form, n_spatial = True, m
+    elif arr.ndim == m + 1:
+        grid_form, n_spatial = False, m
+    elif arr.ndim == 2 * m - 1 and m >= 3:
+        grid_form, n_spatial, channel_axis = True, m - 1, m - 1
+    else:
+        raise ValueError(
+            f"patches with {arr.ndim} axes do not match image_shape {image_shape}: expected "
+            f"{2 * m} axes (grid form) or {m + 1} (flattened); for channels pass channel_axis"
+        )
+    has_c = channel_axis is not None
+    lead = n_spatial if grid_form else 1
+    patch_shape = arr.shape[lead : lead + n_spatial]
+    grid = PatchGrid(
+        image_shape, patch_shape, step, edge, channel_axis=channel_axis,
+        window=window, sigma=sigma,
+    )  # fmt: skip
+    if edge == "pad":
+        raise ValueError("unpatchify takes edge='cover' or 'valid'; 'pad' needs the image")
+    red = _check_merge_geometry(grid, reduce)
+    nc = grid.n_channels
+    expected_tail = grid.patch_shape + ((nc,) if has_c else ())
+    got_lead = arr.shape[:lead]
+    fits = arr.shape[lead:] == expected_tail and (
+        got_lead == grid.grid_shape if grid_form else got_lead == (grid.n_patches,)
+    )
+    if not fits:
+        raise ValueError(
+            f"{math.prod(got_lead)} patches of shape {arr.shape[lead:]} do not fit the grid "
+            f"of image shape {image_shape}, patch {grid.patch_shape}, step {grid.step}, "
+            f"edge {edge!r}: it has {grid.n_patches} patches, grid {grid.grid_shape}, "
+            f"each of shape {expected_tail}"
+        )
+    threads = resolve_threads(threads)
+    acc_dtype = E.accumulation_dtype(arr.dtype)
+    out_dtype = _output_dtype(dtype, acc_dtype, out)
+    _check_out(out, image_shape, arr)
+    stacked = arr.reshape(
+        E.canonical3(grid.grid_shape, 1) + E.canonical3(grid.patch_shape, 1) + (nc,)
+    )
+    stacked = stacked.view()
+    stacked.flags.writeable = False
+    bar = _progress_bar(progress, grid.n_patches, "patches")
+    try:
+        result = _merge(stacked, K.take_stacked, K.oview_flat, K.copy_stacked, (), grid,
+                        acc_dtype, red, threads, bar)  # fmt: skip
+    finally:
+        if bar is not None:
+            bar.close()
+    return _cast(result, out_dtype, out)
