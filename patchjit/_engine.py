@@ -109,9 +109,12 @@ def run_accumulate(
     n_wave = min(len(blocks), _BLOCKS_PER_THREAD * n_threads)
     fshape = blocks[:, [K.B_FD, K.B_FH, K.B_FW]].max(axis=0)
     bufs = np.empty((n_wave, fshape[0], fshape[1], fshape[2] * nc), dtype=acc.dtype)
-    weighted = weights3 is not None
-    if not weighted:
+    if weights3 is not None:
+        add = K.add_weighted
+    else:
+        add = (K.add_sum, K.add_max, K.add_min)[red]
         weights3 = np.ones((1, 1, 1), dtype=acc.dtype)
+    init = (0.0, -np.inf, np.inf)[red]
     od, oh, ow = origins3
     pd, ph, pw = patch3
     limits = np.array([acc.shape[0], acc.shape[1]])
@@ -122,10 +125,11 @@ def run_accumulate(
             hi = (wave[:, [K.B_Y0D, K.B_Y0H]] + wave[:, [K.B_FD, K.B_FH]]).max(axis=0)
             hi = np.clip(hi - region0[:2], 0, limits)
             rows = (int(lo[0]), int(hi[0]), int(lo[1]), int(hi[1]))
-            K.accumulate_wave(
-                src, take, oview, func, args, od, oh, ow, pd, ph, pw, nc, weights3,
-                weighted, red, wave, bufs, acc, region0, rows,
+            K.accumulate_blocks(
+                src, take, oview, func, args, add, init, od, oh, ow, pd, ph, pw, nc,
+                weights3, wave, bufs,
             )  # fmt: skip
+            K.fold_blocks(wave, bufs, acc, nc, red, region0, rows)
             if progress is not None:
                 progress.update(
                     int(

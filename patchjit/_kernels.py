@@ -141,49 +141,73 @@ def _nanmin(a, b):
     return a if (a < b or a != a) else b
 
 
+# add(buf, o3, w3, yd, yh, xc): overlap-add one output patch ``o3`` (pd, ph, pw * C) into
+# ``buf`` at (yd, yh, xc). One function per reduction, so that a kernel compiles only the
+# variant it uses.
+
+
 @njit(inline="always")
-def _add_patch(buf, o3, w3, weighted, red, yd, yh, xc):
-    """Overlap-add one output patch ``o3`` into ``buf`` at ``(yd, yh, xc)``."""
+def add_sum(buf, o3, w3, yd, yh, xc):
     pd, ph, n = o3.shape
     for a in range(pd):
         for b in range(ph):
             row = buf[yd + a, yh + b, xc : xc + n]
             src = o3[a, b]
-            if red == SUM:
-                if weighted:
-                    wr = w3[a, b]
-                    for k in range(n):
-                        row[k] += wr[k] * src[k]
-                else:
-                    for k in range(n):
-                        row[k] += src[k]
-            elif red == MAX:
-                for k in range(n):
-                    row[k] = _nanmax(row[k], src[k])
-            else:
-                for k in range(n):
-                    row[k] = _nanmin(row[k], src[k])
+            for k in range(n):
+                row[k] += src[k]
+
+
+@njit(inline="always")
+def add_weighted(buf, o3, w3, yd, yh, xc):
+    pd, ph, n = o3.shape
+    for a in range(pd):
+        for b in range(ph):
+            row = buf[yd + a, yh + b, xc : xc + n]
+            src = o3[a, b]
+            wr = w3[a, b]
+            for k in range(n):
+                row[k] += wr[k] * src[k]
+
+
+@njit(inline="always")
+def add_max(buf, o3, w3, yd, yh, xc):
+    pd, ph, n = o3.shape
+    for a in range(pd):
+        for b in range(ph):
+            row = buf[yd + a, yh + b, xc : xc + n]
+            src = o3[a, b]
+            for k in range(n):
+                row[k] = _nanmax(row[k], src[k])
+
+
+@njit(inline="always")
+def add_min(buf, o3, w3, yd, yh, xc):
+    pd, ph, n = o3.shape
+    for a in range(pd):
+        for b in range(ph):
+            row = buf[yd + a, yh + b, xc : xc + n]
+            src = o3[a, b]
+            for k in range(n):
+                row[k] = _nanmin(row[k], src[k])
 
 
 @njit(parallel=True)
-def accumulate_wave(
-    src, take, oview, func, args, od, oh, ow, pd, ph, pw, nc, w3, weighted, red,
-    blocks, bufs, acc, region0, rows,
+def accumulate_blocks(
+    src, take, oview, func, args, add, init, od, oh, ow, pd, ph, pw, nc, w3, blocks, bufs,
 ):  # fmt: skip
-    """Run one wave of blocks: callbacks and overlap-add into ``bufs``, then fold.
+    """Run the callback on every patch of each block, overlap-adding into ``bufs[b]``.
 
-    ``acc`` holds the output region starting at ``region0 = (d0, h0, x0)`` of the
-    padded frame (``x0`` in pixels); contributions outside it are dropped. ``rows =
-    (d_lo, d_hi, h_lo, h_hi)`` bounds the rows of ``acc`` that the wave touches.
+    ``add`` is one of the ``add_*`` functions and ``init`` its identity element.
     """
-    nb = blocks.shape[0]
-    init = 0.0 if red == SUM else (-np.inf if red == MAX else np.inf)
-    for b in prange(nb):
+    for b in prange(blocks.shape[0]):
         blk = blocks[b]
         buf = bufs[b]
-        fd, fh, fw = blk[B_FD], blk[B_FH], blk[B_FW] * nc
-        buf[:fd, :fh, :fw] = init
-        o3 = np.empty((pd, ph, pw * nc), dtype=acc.dtype)
+        for a in range(blk[B_FD]):
+            for c in range(blk[B_FH]):
+                row = buf[a, c]
+                for k in range(blk[B_FW] * nc):
+                    row[k] = init
+        o3 = np.empty((pd, ph, pw * nc), dtype=bufs.dtype)
         o = oview(o3, pw, nc)
         y0d, y0h, x0 = blk[B_Y0D], blk[B_Y0H], blk[B_X0]
         for i in range(blk[B_I0D], blk[B_I1D]):
@@ -193,9 +217,19 @@ def accumulate_wave(
                 for k in range(blk[B_I0W], blk[B_I1W]):
                     x = ow[k]
                     func(take(src, i, j, k, yd, yh, x, pd, ph, pw), o, *args)
-                    _add_patch(buf, o3, w3, weighted, red, yd - y0d, yh - y0h, (x - x0) * nc)
-    # Fold in ascending block order, one output row per iteration: race-free and
-    # independent of the thread count.
+                    add(buf, o3, w3, yd - y0d, yh - y0h, (x - x0) * nc)
+
+
+@njit(parallel=True, cache=True)
+def fold_blocks(blocks, bufs, acc, nc, red, region0, rows):
+    """Fold block buffers into ``acc`` in ascending block order, one row per iteration.
+
+    Race-free, and independent of the thread count. ``acc`` holds the output region
+    starting at ``region0 = (d0, h0, x0)`` of the padded frame (``x0`` in pixels);
+    contributions outside it are dropped. ``rows = (d_lo, d_hi, h_lo, h_hi)`` bounds the
+    rows of ``acc`` that these blocks touch.
+    """
+    nb = blocks.shape[0]
     W = acc.shape[2] // nc
     d0, h0, xr = region0
     d_lo, d_hi, h_lo, h_hi = rows
