@@ -22,6 +22,9 @@ _MIN_BLOCK_WORK = 1 << 16
 _MAX_BLOCK_WORK = 1 << 23
 _MAX_FOOTPRINT = 1 << 20
 _BLOCKS_PER_THREAD = 4
+# Block buffers of one wave may use this many bytes; small jobs then run as one wave
+# (few parallel regions), large ones as many short waves (Ctrl-C, progress).
+_WAVE_BYTES = 8 << 20
 # Callback overhead, in patch-pixel units, added to each patch's cost.
 _CALL_COST = 16
 
@@ -98,16 +101,17 @@ def plan_blocks(origins3, patch3, nc: int) -> np.ndarray:
 
 def run_accumulate(
     src, take, oview, func, args, origins3, patch3, nc, weights3, red, acc, region0,
-    threads=None, progress=None,
+    progress=None,
 ):  # fmt: skip
     """Overlap-add ``func``'s output for every patch into ``acc`` (not normalised).
 
     ``acc`` must hold the reduction's identity (0, -inf or +inf) on entry.
     """
     blocks = plan_blocks(origins3, patch3, nc)
-    n_threads = threads or numba.get_num_threads()
-    n_wave = min(len(blocks), _BLOCKS_PER_THREAD * n_threads)
+    n_threads = numba.get_num_threads()
     fshape = blocks[:, [K.B_FD, K.B_FH, K.B_FW]].max(axis=0)
+    buf_bytes = int(np.prod(fshape)) * nc * acc.dtype.itemsize
+    n_wave = min(len(blocks), max(_BLOCKS_PER_THREAD * n_threads, _WAVE_BYTES // buf_bytes))
     bufs = np.empty((n_wave, fshape[0], fshape[1], fshape[2] * nc), dtype=acc.dtype)
     if weights3 is not None:
         add = K.add_weighted
@@ -118,43 +122,37 @@ def run_accumulate(
     od, oh, ow = origins3
     pd, ph, pw = patch3
     limits = np.array([acc.shape[0], acc.shape[1]])
-    with thread_limit(threads):
-        for start in range(0, len(blocks), n_wave):
-            wave = blocks[start : start + n_wave]
-            lo = np.clip(wave[:, [K.B_Y0D, K.B_Y0H]].min(axis=0) - region0[:2], 0, limits)
-            hi = (wave[:, [K.B_Y0D, K.B_Y0H]] + wave[:, [K.B_FD, K.B_FH]]).max(axis=0)
-            hi = np.clip(hi - region0[:2], 0, limits)
-            rows = (int(lo[0]), int(hi[0]), int(lo[1]), int(hi[1]))
-            K.accumulate_blocks(
-                src, take, oview, func, args, add, init, od, oh, ow, pd, ph, pw, nc,
-                weights3, wave, bufs,
-            )  # fmt: skip
-            K.fold_blocks(wave, bufs, acc, nc, red, region0, rows)
-            if progress is not None:
-                progress.update(
-                    int(
-                        (wave[:, 1] - wave[:, 0]).dot(
-                            (wave[:, 3] - wave[:, 2]) * (wave[:, 5] - wave[:, 4])
-                        )
-                    )
-                )
+    counts = (blocks[:, 1] - blocks[:, 0]) * (blocks[:, 3] - blocks[:, 2])
+    counts *= blocks[:, 5] - blocks[:, 4]
+    for start in range(0, len(blocks), n_wave):
+        wave = blocks[start : start + n_wave]
+        lo = np.clip(wave[:, [K.B_Y0D, K.B_Y0H]].min(axis=0) - region0[:2], 0, limits)
+        hi = (wave[:, [K.B_Y0D, K.B_Y0H]] + wave[:, [K.B_FD, K.B_FH]]).max(axis=0)
+        hi = np.clip(hi - region0[:2], 0, limits)
+        rows = (int(lo[0]), int(hi[0]), int(lo[1]), int(hi[1]))
+        K.accumulate_blocks(
+            src, take, oview, func, args, add, init, od, oh, ow, pd, ph, pw, nc,
+            weights3, wave, bufs,
+        )  # fmt: skip
+        K.fold_blocks(wave, bufs, acc, nc, red, region0, rows)
+        if progress is not None:
+            progress.update(int(counts[start : start + n_wave].sum()))
     return acc
 
 
-def run_map(src, take, func, args, origins3, patch3, res, threads=None, progress=None):
+def run_map(src, take, func, args, origins3, patch3, res, progress=None):
     """``res[i, j, k] = func(patch, *args)`` over the whole grid, in waves of grid rows."""
     od, oh, ow = origins3
     pd, ph, pw = patch3
     n_rows = res.shape[0] * res.shape[1]
     per_row = res.shape[2] * (math.prod(patch3) + _CALL_COST)
-    n_threads = threads or numba.get_num_threads()
+    n_threads = numba.get_num_threads()
     rows_per_wave = max(n_threads, (_MAX_BLOCK_WORK * n_threads) // max(per_row, 1))
-    with thread_limit(threads):
-        for r0 in range(0, n_rows, rows_per_wave):
-            r1 = min(r0 + rows_per_wave, n_rows)
-            K.map_rows(src, take, func, args, od, oh, ow, pd, ph, pw, r0, r1, res)
-            if progress is not None:
-                progress.update((r1 - r0) * res.shape[2])
+    for r0 in range(0, n_rows, rows_per_wave):
+        r1 = min(r0 + rows_per_wave, n_rows)
+        K.map_rows(src, take, func, args, od, oh, ow, pd, ph, pw, r0, r1, res)
+        if progress is not None:
+            progress.update((r1 - r0) * res.shape[2])
     return res
 
 
@@ -164,13 +162,26 @@ def patch_type(take, src, n_axes: int):
     return return_type(take, (numba.typeof(src),) + (int_t,) * n_axes)
 
 
+# (callback, view functions, source type, dtype, argument types) already checked.
+_PREPARED: set = set()
+
+
 def prepare_process_callback(func, take, oview, src, acc_dtype, args):
     """Compile the user's ``func(patch, out, *args)`` for the kernel's exact types."""
+    key = (func, take, oview, numba.typeof(src), np.dtype(acc_dtype), numba.typeof(args))
+    if key in _PREPARED:
+        return
     p_t = patch_type(take, src, 9)
     o3_t = array_type(acc_dtype, 3, "C")
     out_t = return_type(oview, (o3_t, numba.typeof(0), numba.typeof(0)))
     compile_callback(func, p_t, out_t, args, scalar=False)
+    _PREPARED.add(key)
 
 
 def prepare_map_callback(func, take, src, args):
+    """Compile the user's ``func(patch, *args) -> number`` for the kernel's exact types."""
+    key = (func, take, numba.typeof(src), numba.typeof(args))
+    if key in _PREPARED:
+        return
     compile_callback(func, patch_type(take, src, 9), None, args, scalar=True)
+    _PREPARED.add(key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -123,7 +124,7 @@ def _check_merge_geometry(grid: PatchGrid, reduce):
     return red
 
 
-def _merge(src, take, oview, func, args, grid: PatchGrid, acc_dtype, red, threads, progress):
+def _merge(src, take, oview, func, args, grid: PatchGrid, acc_dtype, red, progress):
     """Accumulate over the grid, normalise; return the float result in image layout."""
     nc = grid.n_channels
     sp = E.canonical3(grid.spatial_shape, 1)
@@ -138,7 +139,7 @@ def _merge(src, take, oview, func, args, grid: PatchGrid, acc_dtype, red, thread
     region0 = tuple(int(b) for b, _ in E.canonical3(grid.pad_width, (0, 0)))
     E.run_accumulate(
         src, take, oview, func, args, origins3, patch3, nc, weights3, _RED_CODES[red],
-        acc, region0, threads, progress,
+        acc, region0, progress,
     )  # fmt: skip
     vecs = E.canonical3([grid.axis_coverage(a) for a in range(grid.ndim)], np.ones(1))
     full = grid.window_array is not None and grid.window_vectors is None
@@ -150,12 +151,24 @@ def _merge(src, take, oview, func, args, grid: PatchGrid, acc_dtype, red, thread
     return np.moveaxis(result, -1, grid.channel_axis)
 
 
-def _progress_bar(progress, total, desc):
-    if not progress:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="patch", unit_scale=True)
+@contextlib.contextmanager
+def _running(threads, progress, total):
+    """Apply the thread count and show an optional tqdm bar for one call."""
+    bar = None
+    if progress:
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            raise ImportError(
+                "progress=True needs tqdm: pip install tqdm (or patchjit[progress])"
+            ) from None
+        bar = tqdm(total=total, unit="patch", unit_scale=True)
+    try:
+        with E.thread_limit(threads):
+            yield bar
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 # --- public API ---------------------------------------------------------------------
@@ -286,12 +299,8 @@ def process_image(
     src = _source4(img, grid, pad_mode, pad_value)
     take, oview = K.VIEWS[(grid.ndim, grid.channel_axis is not None)]
     E.prepare_process_callback(func, take, oview, src, acc_dtype, args)
-    bar = _progress_bar(progress, grid.n_patches, "patches")
-    try:
-        result = _merge(src, take, oview, func, args, grid, acc_dtype, red, threads, bar)
-    finally:
-        if bar is not None:
-            bar.close()
+    with _running(threads, progress, grid.n_patches) as bar:
+        result = _merge(src, take, oview, func, args, grid, acc_dtype, red, bar)
     return _cast(result, out_dtype, out)
 
 
@@ -381,13 +390,8 @@ def map_patches(
     E.prepare_map_callback(func, take, src, args)
     res = np.empty(E.canonical3(grid.grid_shape, 1), dtype=acc_dtype)
     origins3 = E.canonical3(grid.origins, np.zeros(1, dtype=np.int64))
-    bar = _progress_bar(progress, grid.n_patches, "patches")
-    try:
-        E.run_map(src, take, func, args, origins3, E.canonical3(grid.patch_shape, 1), res,
-                  threads, bar)  # fmt: skip
-    finally:
-        if bar is not None:
-            bar.close()
+    with _running(threads, progress, grid.n_patches) as bar:
+        E.run_map(src, take, func, args, origins3, E.canonical3(grid.patch_shape, 1), res, bar)
     return _cast(res.reshape(grid.grid_shape), out_dtype, None)
 
 
@@ -549,11 +553,7 @@ def unpatchify(
     )
     stacked = stacked.view()
     stacked.flags.writeable = False
-    bar = _progress_bar(progress, grid.n_patches, "patches")
-    try:
+    with _running(threads, progress, grid.n_patches) as bar:
         result = _merge(stacked, K.take_stacked, K.oview_flat, K.copy_stacked, (), grid,
-                        acc_dtype, red, threads, bar)  # fmt: skip
-    finally:
-        if bar is not None:
-            bar.close()
+                        acc_dtype, red, bar)  # fmt: skip
     return _cast(result, out_dtype, out)
