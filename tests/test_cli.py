@@ -1,0 +1,247 @@
+"""End-to-end tests of the ``patchjit`` command line on folders of real image files."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from patchjit import cli
+from patchjit.demo import psnr, sample_image
+from patchjit.io import TMP_PREFIX, read_image, write_image
+
+SIGMA = 20.0
+
+
+def _noisy(clean, rng, scale=1.0):
+    return clean + rng.normal(0.0, SIGMA * scale, clean.shape)
+
+
+@pytest.fixture(scope="module")
+def clean():
+    return sample_image()[:96, :128]
+
+
+@pytest.fixture
+def tree(tmp_path, clean):
+    """An input tree: grey and RGB PNG, 16-bit and float32 TIFF, nested, one corrupt file."""
+    rng = np.random.default_rng(1)
+    src = tmp_path / "in"
+    rgb_clean = np.stack([clean, clean[::-1], clean[:, ::-1]], axis=-1)
+    files = {
+        "grey.png": np.clip(np.rint(_noisy(clean, rng)), 0, 255).astype(np.uint8),
+        "sub/rgb.png": np.clip(np.rint(_noisy(rgb_clean, rng)), 0, 255).astype(np.uint8),
+        "sub/deeper/grey16.tif": np.clip(
+            np.rint(_noisy(clean.astype(float) * 256, rng, 256)), 0, 65535
+        ).astype(np.uint16),
+        "float.tif": _noisy(clean.astype(float) / 255, rng, 1 / 255).astype(np.float32),
+    }
+    for name, image in files.items():
+        write_image(src / name, image)
+    (src / "sub" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\nthis is not an image")
+    clean_of = {
+        "grey.png": (clean, 255),
+        "sub/rgb.png": (rgb_clean, 255),
+        "sub/deeper/grey16.tif": (clean.astype(float) * 256, 65535),
+        "float.tif": (clean.astype(float) / 255, 1.0),
+    }
+    return src, files, clean_of
+
+
+def _run(*argv):
+    return cli.main([str(a) for a in argv])
+
+
+def _denoise(src, out, *extra):
+    return _run("run", src, "-o", out, "--op", "dct-denoise", "--param", f"sigma={SIGMA}",
+                "-q", *extra)  # fmt: skip
+
+
+def _outputs(out):
+    return sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+
+
+def test_folder_denoise_end_to_end(tree, tmp_path, capsys):
+    src, files, clean_of = tree
+    out = tmp_path / "out"
+    assert _denoise(src, out) == cli.EXIT_FAILED  # the corrupt file fails, the rest go on
+    err = capsys.readouterr()
+    assert "corrupt.png" in err.err
+    assert "done 4, skipped 0, failed 1" in err.out
+    assert _outputs(out) == sorted(files)  # tree mirrored, nothing else written
+    # sigma is in each image's own units: rerun the 16-bit and float files with theirs
+    for name, scale in (("sub/deeper/grey16.tif", 256), ("float.tif", 1 / 255)):
+        code = _run("run", src / name, "-o", out / Path(name).parent, "--op", "dct-denoise",
+                    "--param", f"sigma={SIGMA * scale}", "-q", "--overwrite")  # fmt: skip
+        assert code == 0
+    for name, noisy in files.items():
+        result = read_image(out / name)
+        assert result.shape == noisy.shape and result.dtype == noisy.dtype, name
+        reference, peak = clean_of[name]
+        before, after = psnr(reference, noisy, peak), psnr(reference, result, peak)
+        assert after > before + 3, (name, before, after)
+    for name in files:  # the inputs are untouched
+        np.testing.assert_array_equal(read_image(src / name), files[name])
+
+
+def test_resume_overwrite_and_dry_run(tree, tmp_path, capsys):
+    src, files, _ = tree
+    out = tmp_path / "out"
+    assert _run("run", src, "-o", out, "--op", "identity", "--dry-run") == 0
+    assert not out.exists()
+    assert "5 to process" in capsys.readouterr().out
+    _run("run", src, "-o", out, "--op", "identity", "-q")
+    stamp = {n: (out / n).stat().st_mtime_ns for n in files}
+    capsys.readouterr()
+    assert _run("run", src, "-o", out, "--op", "identity", "-q") == cli.EXIT_FAILED
+    assert "done 0, skipped 4, failed 1" in capsys.readouterr().out
+    assert all((out / n).stat().st_mtime_ns == stamp[n] for n in files)
+    time.sleep(0.01)
+    _run("run", src, "-o", out, "--op", "identity", "-q", "--overwrite")
+    assert "done 4, skipped 0, failed 1" in capsys.readouterr().out
+    assert all((out / n).stat().st_mtime_ns > stamp[n] for n in files)
+    for name, image in files.items():  # identity keeps every pixel (float: to rounding)
+        np.testing.assert_allclose(read_image(out / name), image, rtol=1e-5, atol=0)
+
+
+def test_single_file_and_glob(tree, tmp_path):
+    src, files, _ = tree
+    out = tmp_path / "out"
+    assert _run("run", src / "grey.png", str(src / "sub" / "*.png"), "-o", out,
+                "--op", "mean-remove", "--patch", "5", "-q") == cli.EXIT_FAILED  # fmt: skip
+    assert _outputs(out) == ["grey.png", "rgb.png"]
+
+
+def test_jobs_match_serial(tree, tmp_path):
+    src, files, _ = tree
+    for name in ("corrupt.png",):
+        (src / "sub" / name).unlink()
+    serial, parallel = tmp_path / "serial", tmp_path / "parallel"
+    assert _denoise(src, serial) == 0
+    assert _denoise(src, parallel, "--jobs", "2") == 0
+    for name in files:
+        np.testing.assert_array_equal(read_image(serial / name), read_image(parallel / name))
+
+
+@pytest.mark.parametrize("where", ["same", "inside"])
+def test_refuses_output_in_input_tree(tree, where, capsys):
+    src, files, _ = tree
+    out = src if where == "same" else src / "sub" / "results"
+    assert _denoise(src, out) == cli.EXIT_USAGE
+    assert "inside input folder" in capsys.readouterr().err
+    assert not (src / "sub" / "results").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--op", "nope"], "valid"),
+        (["--op", "dct-denoise"], "sigma"),
+        (["--op", "dct-denoise", "--param", "sigma=abc"], "sigma"),
+        (["--op", "dct-denoise", "--param", "bogus=1"], "bogus"),
+        (["--func", "no_such_module_xyz:f", "--patch", "4"], "no_such_module_xyz"),
+        (["--func", "numpy:no_such_function", "--patch", "4"], "no_such_function"),
+        (["--op", "identity", "--patch", "0"], "--patch"),
+        (["--op", "identity", "--threads", "0"], "threads"),
+        ([], "exactly one of"),
+    ],
+)
+def test_usage_errors_exit_2(tree, tmp_path, capsys, argv, message):
+    src, _, _ = tree
+    assert _run("run", src, "-o", tmp_path / "out", *argv) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_patch_larger_than_image_names_it(tmp_path, capsys):
+    write_image(tmp_path / "in" / "tiny.png", np.zeros((6, 6), np.uint8))
+    code = _run("run", tmp_path / "in", "-o", tmp_path / "out", "--op", "identity",
+                "--patch", "9", "-q")  # fmt: skip
+    assert code == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "tiny.png" in err and "larger" in err
+
+
+def test_ops_listing_and_version(capsys):
+    assert _run("ops") == 0
+    listing = capsys.readouterr().out
+    for name in ("dct-denoise", "identity", "mean-remove", "local-std", "median"):
+        assert name in listing
+    assert _run("--version") == 0
+    assert "patchjit" in capsys.readouterr().out
+    for command in ([], ["run"], ["ops"], ["demo"]):
+        assert _run(*command, "--help") == 0
+
+
+def test_func_from_file(tree, tmp_path):
+    src, files, _ = tree
+    code = tmp_path / "mycb.py"
+    code.write_text(
+        textwrap.dedent("""
+        import numba
+
+        @numba.njit
+        def negate(patch, out):
+            out[...] = -patch.astype(out.dtype)
+    """)
+    )
+    out = tmp_path / "out"
+    assert _run("run", src / "float.tif", "-o", out, "--func", f"{code}:negate",
+                "--patch", "3,4", "-q") == 0  # fmt: skip
+    np.testing.assert_allclose(read_image(out / "float.tif"), -files["float.tif"], rtol=1e-6)
+
+
+def test_demo(tmp_path, capsys):
+    assert _run("demo", "-o", tmp_path) == 0
+    text = capsys.readouterr().out
+    assert "PSNR" in text and str(tmp_path) in text
+    clean, noisy = read_image(tmp_path / "clean.png"), read_image(tmp_path / "noisy.png")
+    assert psnr(clean, read_image(tmp_path / "denoised.png")) > psnr(clean, noisy) + 5
+    assert read_image(tmp_path / "side_by_side.png").shape[1] > 3 * clean.shape[1]
+
+
+SLOW_CALLBACK = """
+import numba
+
+@numba.njit
+def slow(patch, out):
+    acc = 0.0
+    for _ in range(20000):
+        acc += patch[0, 0] * 1e-9
+    out[...] = patch + acc * 0.0
+"""
+
+
+@pytest.mark.slow
+def test_interrupt_leaves_no_partial_files(tmp_path, clean):
+    src = tmp_path / "in"
+    for i in range(12):
+        write_image(src / f"img{i:02d}.tif", clean.astype(np.float32) + i)
+    (tmp_path / "slowcb.py").write_text(SLOW_CALLBACK)
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "patchjit.cli", "run", str(src), "-o", str(out),
+         "--func", f"{tmp_path / 'slowcb.py'}:slow", "--patch", "8", "-q"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (out.exists() and any(out.glob("img*.tif"))):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == cli.EXIT_INTERRUPTED, err.decode()
+    written = sorted(out.glob("*"))
+    assert not [p for p in written if p.name.startswith(TMP_PREFIX)]
+    assert 0 < len(written) < 12
+    for p in written:  # every output present is complete
+        i = int(p.stem[3:])
+        np.testing.assert_allclose(read_image(p), clean.astype(np.float32) + i, rtol=1e-6)
