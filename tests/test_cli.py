@@ -112,7 +112,7 @@ def test_resume_overwrite_and_dry_run(tree, tmp_path, capsys):
 
 
 def test_single_file_and_glob(tree, tmp_path):
-    src, files, _ = tree
+    src, _, _ = tree
     out = tmp_path / "out"
     assert _run("run", src / "grey.png", str(src / "sub" / "*.png"), "-o", out,
                 "--op", "mean-remove", "--patch", "5", "-q") == cli.EXIT_FAILED  # fmt: skip
@@ -132,7 +132,7 @@ def test_jobs_match_serial(tree, tmp_path):
 
 @pytest.mark.parametrize("where", ["same", "inside"])
 def test_refuses_output_in_input_tree(tree, where, capsys):
-    src, files, _ = tree
+    src, _, _ = tree
     out = src if where == "same" else src / "sub" / "results"
     assert _denoise(src, out) == cli.EXIT_USAGE
     assert "inside input folder" in capsys.readouterr().err
