@@ -28,12 +28,14 @@ So the table shows, for every image and patch size:
 PSNR is measured on the pixels OpenCV computes (all but the last row and column) for
 every row, so the numbers compare like with like; "max |diff|" is the largest pixel
 difference to OpenCV's output there. Times are warm medians of interleaved runs, so a
-machine-load drift hits every tool alike.
+machine-load drift hits every tool alike. The load average is printed: on a shared
+machine, compare the 1-thread rows, which other processes disturb least.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import sys
@@ -110,9 +112,10 @@ def run(args) -> int:
     print(f"python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__}")
     print(f"opencv {cv2.__version__}, patchjit {patchjit.__version__}, {platform.machine()}")
     print(
-        f"numba threads available: {numba.config.NUMBA_NUM_THREADS}, threading layer "
-        f"after first run: see below; sigma {SIGMA}, noise seed {SEED}, not clipped, float32"
+        f"numba threads available: {numba.config.NUMBA_NUM_THREADS}; sigma {SIGMA}, noise "
+        f"seed {SEED}, not clipped, float32 images"
     )
+    print(f"load average before: {_load()}")
     ratios = []
     for threads in args.threads:
         cv2.setNumThreads(threads)
@@ -160,13 +163,21 @@ def run(args) -> int:
                     f"{'':<28} patchjit: whole-image PSNR {psnr(results['patchjit'], clean):.3f}"
                     f" dB, first call {first['patchjit']:.2f} s (compiling)"
                 )
-        print(f"numba threading layer: {numba.threading_layer()}")
+        print(f"numba threading layer: {numba.threading_layer()}; load average: {_load()}")
     worst = min(ratios, key=lambda r: r[-1])
     print(
         f"\nslowest patchjit speed-up over OpenCV: {worst[-1]:.1f}x ({worst[3]}, {worst[0]}, "
         f"p={worst[1]}, {worst[2]} thread(s))"
     )
     return 0
+
+
+def _load() -> str:
+    """1/5/15-minute load averages: other processes competing for the cores."""
+    try:
+        return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
 
 
 def _opencv(cv2, noisy, p):

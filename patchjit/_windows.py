@@ -23,12 +23,13 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
-from scipy.signal import windows as _sw
 
 WINDOW_NAMES = ("boxcar", "triangle", "hann", "hamming", "gaussian")
 
 
 def _one_axis(name: str, p: int, sigma: float) -> np.ndarray:
+    from scipy.signal import windows as _sw  # imported on first use: scipy.signal is slow
+
     if name == "boxcar":
         return np.ones(p)
     if name == "triangle":

@@ -285,7 +285,7 @@ def cmd_run(args) -> int:
             continue
         crop = tuple(slice(0, min(n, 64)) for n in sample.shape[:2])
         try:
-            run(sample[crop], threads=args.threads)
+            run(np.ascontiguousarray(sample[crop]), threads=args.threads)
         except (ValueError, TypeError) as exc:
             if "larger than the image" not in str(exc):
                 raise UsageError(f"{src}: {exc}") from None

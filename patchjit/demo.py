@@ -32,7 +32,7 @@ def run_demo(outdir: Path, sigma: float = 25.0, threads: int | None = None) -> d
     noisy = np.clip(np.rint(noisy_f), 0, 255).astype(np.uint8)
     op = ops.get("dct-denoise")
     t0 = time.perf_counter()
-    op(noisy[:32, :32], sigma=sigma, threads=threads)  # compile once
+    op(np.ascontiguousarray(noisy[:32, :32]), sigma=sigma, threads=threads)  # compile once
     compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     denoised_f = op(noisy, sigma=sigma, threads=threads)

@@ -1,0 +1,407 @@
+"""The :class:`Op` registry: named, parameterised built-in operations for the CLI."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+from .._engine import accumulation_dtype
+from ..api import map_patches, process_image
+from . import _basic, _dct
+
+__all__ = ["Op", "Param", "available", "get"]
+
+KINDS = ("process", "map")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of an :class:`Op`.
+
+    Attributes
+    ----------
+    name : str
+        Keyword name (also the CLI option, ``--name``).
+    type : type
+        Python type the value is converted to (``float``, ``int``, ``str``).
+    default : object
+        Default value; ``None`` means the parameter is required (see :attr:`required`).
+    help : str
+        One-line description.
+    """
+
+    name: str
+    type: type
+    default: object
+    help: str
+
+    @property
+    def required(self) -> bool:
+        """True when the parameter has no default and must be given."""
+        return self.default is None
+
+
+@dataclass(frozen=True)
+class Op:
+    """A built-in operation: a named patch callback with its parameters and defaults.
+
+    Calling an ``Op`` runs it on an image and returns a float array of the image's
+    shape. ``kind="process"`` ops run through :func:`patchjit.process_image` (every
+    patch is transformed, results are overlap-averaged); ``kind="map"`` ops through
+    :func:`patchjit.map_patches` with ``edge="pad"`` (reflect padding, numpy's
+    ``"reflect"`` = scipy's ``"mirror"``) at step 1, so each output pixel is the value of
+    the patch centred on it.
+
+    Images: 1-D, 2-D or 3-D, optionally with a channel axis *last*. With an int
+    ``patch_shape`` (or the default), a 3-D image whose last axis has at most 4 entries
+    is taken as a 2-D image with channels ``(H, W, C)``; otherwise a 3-D image is a
+    volume. A tuple ``patch_shape`` decides explicitly: as many entries as the image has
+    axes means no channel axis, one fewer means channels last. Channels are processed
+    independently, except by ``dct-denoise``, which decorrelates RGB first.
+
+    Attributes
+    ----------
+    name : str
+        CLI name, e.g. ``"dct-denoise"``.
+    summary : str
+        One-line description.
+    kind : {"process", "map"}
+        ``"process"``: image to same-shape image by overlap-averaging patch outputs;
+        ``"map"``: one number per pixel from the patch centred on it.
+    params : tuple of Param
+        The op's parameters (keyword arguments of the call).
+    default_patch : int
+        Default patch side (square or cubic patch).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from patchjit import ops
+    >>> op = ops.get("local-std")
+    >>> op.kind, op.default_patch
+    ('map', 3)
+    >>> op(np.zeros((6, 7))).shape
+    (6, 7)
+    >>> ops.get("dct-denoise")(np.zeros((16, 16)), colour=1)
+    Traceback (most recent call last):
+    ...
+    ValueError: op 'dct-denoise' has no parameter 'colour'; valid parameters: sigma
+    """
+
+    name: str
+    summary: str
+    kind: str
+    params: tuple[Param, ...]
+    default_patch: int
+
+    def __call__(
+        self,
+        image,
+        patch_shape=None,
+        step=1,
+        *,
+        edge=None,
+        window=None,
+        threads=None,
+        progress=False,
+        **params,
+    ) -> np.ndarray:
+        """Run the op on ``image``; return a float array of the image's shape.
+
+        Parameters
+        ----------
+        image : array_like
+            Image (see the class notes on channels).
+        patch_shape : int or tuple of int, optional
+            Patch size per spatial axis; default :attr:`default_patch` on every axis.
+        step : int or tuple of int, default 1
+            Stride between patches (``process`` ops only; ``map`` ops need 1).
+        edge : str, optional
+            ``process`` ops: ``"cover"`` (default), ``"valid"`` or ``"pad"`` (reflect
+            padding), as in :func:`patchjit.process_image`. ``map`` ops: only ``"pad"``.
+        window : str or array_like, optional
+            Merge weights for ``process`` ops (see :func:`patchjit.process_image`).
+        threads : int, optional
+            Number of threads (default: all).
+        progress : bool, default False
+            Show a progress bar.
+        **params
+            The op's parameters (:attr:`params`).
+
+        Returns
+        -------
+        numpy.ndarray
+            Float result (float32, or float64 for float64 and 32/64-bit integer
+            images), same shape as ``image``.
+
+        Raises
+        ------
+        ValueError
+            Unknown, missing or invalid parameters (the message names the valid ones),
+            or options the op does not support.
+        """
+        values = self._check_params(params)
+        img = np.asarray(image)
+        if img.ndim == 0:
+            raise ValueError(f"op {self.name!r}: image must have at least one axis")
+        spatial, has_channels = _layout(img, patch_shape)
+        if patch_shape is None:
+            patch_shape = (self.default_patch,) * spatial
+        if self.kind == "map":
+            if edge not in (None, "pad"):
+                raise ValueError(
+                    f"op {self.name!r} is a map op: it gives one value per pixel from the "
+                    f"patch centred on it, so edge must be 'pad' (the default), not {edge!r}"
+                )
+            if np.any(np.asarray(step) != 1):
+                raise ValueError(
+                    f"op {self.name!r} is a map op: step must be 1 for the result to have "
+                    f"the image's shape, got {step!r}"
+                )
+            if window is not None:
+                raise ValueError(f"op {self.name!r} is a map op: window does not apply")
+        options = {"threads": threads, "progress": progress}
+        if self.kind == "process":
+            options.update(edge="cover" if edge is None else edge, window=window)
+        run = _IMPLS[self.name]
+        return run(img, patch_shape, step, spatial, has_channels, options, values)
+
+    def _check_params(self, params: dict) -> dict:
+        known = {p.name: p for p in self.params}
+        valid = ", ".join(known) or "none"
+        for name in params:
+            if name not in known:
+                raise ValueError(
+                    f"op {self.name!r} has no parameter {name!r}; valid parameters: {valid}"
+                )
+        values = {}
+        for p in self.params:
+            value = params.get(p.name, p.default)
+            if value is None:
+                raise ValueError(
+                    f"op {self.name!r} needs parameter {p.name!r} ({p.help}); "
+                    f"valid parameters: {valid}"
+                )
+            values[p.name] = _convert(self.name, p, value)
+        _VALIDATORS.get(self.name, lambda v: None)(values)
+        return values
+
+
+def _convert(op_name: str, p: Param, value):
+    """``value`` converted to ``p.type`` (numbers, or strings as from a command line)."""
+    if isinstance(value, bool) or (p.type is not str and isinstance(value, np.bool_)):
+        raise ValueError(f"op {op_name!r}: parameter {p.name!r} must be a {p.type.__name__}, "
+                         f"got {value!r}")  # fmt: skip
+    if p.type in (int, float) and not isinstance(value, (numbers.Real, str, np.generic)):
+        raise ValueError(f"op {op_name!r}: parameter {p.name!r} must be a {p.type.__name__}, "
+                         f"got {type(value).__name__} {value!r}")  # fmt: skip
+    try:
+        converted = p.type(value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"op {op_name!r}: parameter {p.name!r} must be a {p.type.__name__}, got {value!r}"
+        ) from None
+    if p.type is int and isinstance(value, float) and value != converted:
+        raise ValueError(f"op {op_name!r}: parameter {p.name!r} must be an integer, got {value!r}")
+    return converted
+
+
+def _layout(img: np.ndarray, patch_shape) -> tuple[int, bool]:
+    """Number of spatial axes and whether the last axis holds channels."""
+    if patch_shape is not None and not isinstance(patch_shape, (numbers.Integral, np.integer)):
+        try:
+            k = len(patch_shape)
+        except TypeError:
+            raise TypeError(
+                f"patch_shape must be an int or a tuple of ints, got {patch_shape!r}"
+            ) from None
+        if img.ndim == k:
+            return k, False
+        if img.ndim == k + 1:
+            return k, True
+        raise ValueError(
+            f"patch_shape {tuple(patch_shape)} has {k} entries but the image has "
+            f"{img.ndim} axes; give one entry per spatial axis (channels, if any, last)"
+        )
+    if img.ndim == 3 and img.shape[-1] <= 4:
+        return 2, True
+    if img.ndim == 4:
+        return 3, True
+    return img.ndim, False
+
+
+def _per_channel(img, has_channels, run_one):
+    """Run ``run_one`` on the image, or on each channel and stack the results."""
+    if not has_channels:
+        return run_one(img)
+    results = [run_one(img[..., c]) for c in range(img.shape[-1])]
+    return np.stack(results, axis=-1)
+
+
+# --- implementations ------------------------------------------------------------------
+# run(img, patch_shape, step, spatial, has_channels, options, params) -> array
+
+
+def _process_runner(func):
+    def run(img, patch_shape, step, spatial, has_channels, options, params):
+        return _per_channel(
+            img, has_channels, lambda x: process_image(x, func, patch_shape, step, **options)
+        )
+
+    return run
+
+
+def _map_runner(func):
+    def run(img, patch_shape, step, spatial, has_channels, options, params):
+        return _per_channel(
+            img, has_channels, lambda x: map_patches(x, func, patch_shape, 1, edge="pad", **options)
+        )
+
+    return run
+
+
+# Size-specialised DCT callbacks: compiling one compiles only its own kernel.
+@njit
+def _dct_gray_8(patch, out, sigma):
+    _dct._GRAY8(patch, out, 3.0 * sigma)
+
+
+@njit
+def _dct_gray_16(patch, out, sigma):
+    _dct._GRAY16(patch, out, 3.0 * sigma)
+
+
+_DCT_GRAY = {8: _dct_gray_8, 16: _dct_gray_16}
+
+
+def _run_dct(img, patch_shape, step, spatial, has_channels, options, params):
+    """Grey: one pass. RGB: decorrelate the whole image, denoise each channel, go back.
+
+    The colour transform is per pixel and linear, so transforming the image once gives
+    the same result as :func:`dct_denoise_color` (which transforms every patch), with
+    less work per patch and a single small compiled kernel shared with grey images.
+    """
+    if spatial != 2:
+        raise ValueError(
+            f"op 'dct-denoise' works on 2-D images (H, W) or (H, W, C), got an image of shape "
+            f"{img.shape} with {spatial} spatial axes"
+        )
+    ps = (patch_shape,) * 2 if isinstance(patch_shape, numbers.Integral) else patch_shape
+    ps = tuple(int(p) for p in ps)
+    args = (float(params["sigma"]),)
+    func = _DCT_GRAY.get(ps[0], _dct.dct_denoise) if ps[0] == ps[1] else _dct.dct_denoise
+
+    def run_plane(plane):
+        return process_image(plane, func, ps, step, args=args, **options)
+
+    if not has_channels:
+        return run_plane(img)
+    if img.shape[-1] != 3:
+        return np.stack([run_plane(img[..., c]) for c in range(img.shape[-1])], axis=-1)
+    work = accumulation_dtype(img.dtype)
+    cm = _dct.COLOR_MATRIX.astype(work)
+    x = img.astype(work, copy=False)
+    # Elementwise, not tensordot/matmul: BLAS threads left spinning after a tiny
+    # product would compete with numba's threads for the cores.
+    planes = [x[..., 0] * cm[c, 0] + x[..., 1] * cm[c, 1] + x[..., 2] * cm[c, 2] for c in range(3)]
+    den = [run_plane(p) for p in planes]
+    out = np.empty((*den[0].shape, 3), dtype=den[0].dtype)
+    for k in range(3):
+        out[..., k] = den[0] * cm[0, k] + den[1] * cm[1, k] + den[2] * cm[2, k]
+    return out
+
+
+def _check_sigma(values):
+    sigma = values["sigma"]
+    if not math.isfinite(sigma) or sigma < 0:
+        raise ValueError(
+            f"op 'dct-denoise': parameter 'sigma' must be a finite number >= 0 (the noise "
+            f"standard deviation in the image's units), got {sigma!r}"
+        )
+
+
+_SIGMA = Param(
+    "sigma",
+    float,
+    None,
+    "noise standard deviation in the image's units (e.g. 25 for uint8 data); required",
+)
+
+_OPS = (
+    Op(
+        "dct-denoise",
+        "sliding-window DCT denoising (Yu & Sapiro, IPOL 2011); RGB decorrelated first",
+        "process",
+        (_SIGMA,),
+        8,
+    ),
+    Op("identity", "copy every patch: rebuilds the image (checks geometry)", "process", (), 8),
+    Op("mean-remove", "subtract each patch's mean, overlap-averaged (high-pass)", "process", (), 8),
+    Op("local-std", "standard deviation of the patch centred on each pixel", "map", (), 3),
+    Op("median", "median of the patch centred on each pixel (median filter)", "map", (), 3),
+)
+
+_IMPLS: dict[str, Callable] = {
+    "dct-denoise": _run_dct,
+    "identity": _process_runner(_basic.identity),
+    "mean-remove": _process_runner(_basic.mean_remove),
+    "local-std": _map_runner(_basic.local_std),
+    "median": _map_runner(_basic.median),
+}
+_VALIDATORS = {"dct-denoise": _check_sigma}
+_BY_NAME = {op.name: op for op in _OPS}
+
+
+def available() -> tuple[Op, ...]:
+    """All built-in operations, in a fixed order.
+
+    Returns
+    -------
+    tuple of Op
+
+    Examples
+    --------
+    >>> from patchjit import ops
+    >>> [op.name for op in ops.available()]
+    ['dct-denoise', 'identity', 'mean-remove', 'local-std', 'median']
+    """
+    return _OPS
+
+
+def get(name: str) -> Op:
+    """The built-in operation called ``name``.
+
+    Parameters
+    ----------
+    name : str
+        CLI name of the op, e.g. ``"dct-denoise"``.
+
+    Returns
+    -------
+    Op
+
+    Raises
+    ------
+    ValueError
+        No op has that name; the message lists the valid names.
+
+    Examples
+    --------
+    >>> from patchjit import ops
+    >>> ops.get("median").summary
+    'median of the patch centred on each pixel (median filter)'
+    >>> ops.get("blur")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown op 'blur'; valid ops: dct-denoise, identity, mean-remove, local-std, median
+    """
+    try:
+        return _BY_NAME[name]
+    except (KeyError, TypeError):
+        valid = ", ".join(_BY_NAME)
+        raise ValueError(f"unknown op {name!r}; valid ops: {valid}") from None
