@@ -245,7 +245,7 @@ def _worker_task(src: Path, dst: Path):
 def cmd_run(args) -> int:
     from tqdm.auto import tqdm
 
-    from .io import read_image, remove_stale_temporaries
+    from .io import remove_stale_temporaries
 
     if (args.op is None) == (args.func is None):
         raise UsageError("give exactly one of --op NAME or --func MODULE:FUNCTION")
@@ -276,20 +276,9 @@ def cmd_run(args) -> int:
     if not todo:
         print(f"nothing to do: {len(skipped)} outputs already exist (use --overwrite)")
         return EXIT_OK
-    # Compile once before the loop, on a small crop of the first readable image.
+    if args.jobs == 1:
+        _warm_up(run, todo, args.threads)  # compile once, before the loop and the clock
     t_start = time.perf_counter()
-    for src, _ in todo:
-        try:
-            sample = read_image(src)
-        except Exception:
-            continue
-        crop = tuple(slice(0, min(n, 64)) for n in sample.shape[:2])
-        try:
-            run(np.ascontiguousarray(sample[crop]), threads=args.threads)
-        except (ValueError, TypeError) as exc:
-            if "larger than the image" not in str(exc):
-                raise UsageError(f"{src}: {exc}") from None
-        break
     done = failed = 0
     usage = False
     mpix = 0.0
@@ -335,6 +324,24 @@ def cmd_run(args) -> int:
     if usage:
         return EXIT_USAGE
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _warm_up(run, todo, threads) -> None:
+    """Compile the job on a small crop of the first readable image."""
+    from .io import read_image
+
+    for src, _ in todo:
+        try:
+            sample = read_image(src)
+        except Exception:
+            continue
+        crop = tuple(slice(0, min(n, 64)) for n in sample.shape[:2])
+        try:
+            run(np.ascontiguousarray(sample[crop]), threads=threads)
+        except (ValueError, TypeError) as exc:
+            if "larger than the image" not in str(exc):
+                raise UsageError(f"{src}: {exc}") from None
+        return
 
 
 def _report(result, bar) -> None:

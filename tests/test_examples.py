@@ -1,0 +1,26 @@
+"""The examples and the tour notebook run end to end."""
+
+import runpy
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.mark.parametrize("script", ["quickstart.py", "custom_callback.py"])
+def test_example_scripts_run(script, capsys):
+    runpy.run_path(str(EXAMPLES / script), run_name="__main__")
+    assert "PSNR" in capsys.readouterr().out or script == "quickstart.py"
+
+
+def test_tour_notebook_executes(tmp_path):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    nb = nbformat.read(EXAMPLES / "tour.ipynb", as_version=4)
+    nbclient.NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert any("image/png" in o.get("data", {}) for o in outputs)
