@@ -79,3 +79,16 @@ def test_repeated_calls_identical(rng):
     first = patchjit.process_image(img, scale_add_mean, 5, 2, args=(0.5,), threads=2)
     for _ in range(3):
         _same(first, patchjit.process_image(img, scale_add_mean, 5, 2, args=(0.5,), threads=2))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_large_image_threads(dtype, rng):
+    # many blocks and waves: the merge order must not depend on the threads
+    img = random_image(rng, (420, 390), dtype)
+    img[100, 200] = np.nan
+    a = patchjit.process_image(img, scale_add_mean, (9, 11), (2, 3), args=(0.3,), threads=1)
+    b = patchjit.process_image(img, scale_add_mean, (9, 11), (2, 3), args=(0.3,), threads=2)
+    _same(a, b)
+    a = patchjit.map_patches(img, patch_mean, (9, 11), (1, 2), threads=1)
+    b = patchjit.map_patches(img, patch_mean, (9, 11), (1, 2), threads=2)
+    _same(a, b)

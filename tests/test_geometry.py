@@ -741,3 +741,15 @@ def test_channel_axis_out_of_range():
 def test_pad_patch_max_callback_integer(rng):
     img = random_image(rng, (9, 9), np.uint16)
     _check_map(img, patch_max, 3, 2, edge="pad", pad_mode="edge")
+
+
+def test_large_volume_many_blocks(rng):
+    vol = random_image(rng, (40, 60, 60), np.float32)
+    _check(vol, scale_add_mean, (6, 6, 6), (2, 2, 2), args=(1.5,))
+    _check(vol, scale_add_mean, (6, 5, 7), (3, 2, 4), args=(1.5,), edge="pad", pad_mode="edge")
+
+
+def test_large_channels_window(rng):
+    img = random_image(rng, (200, 230, 3))
+    arr = rng.standard_normal((10, 12, 3))
+    _check(img, affine_arr, (10, 12), (3, 4), args=(0.5, arr), window="hann")

@@ -158,3 +158,10 @@ def test_threads(threads, rng):
     a = patchjit.map_patches(img, patch_mean, (4, 3), (1, 2), threads=threads)
     b = ref.map_patches(img, patch_mean, (4, 3), (1, 2))
     ref.assert_close(a, b, np.float64, 12)
+
+
+def test_large_image_many_waves(rng):
+    # enough grid rows for the engine to run several waves
+    img = random_image(rng, (300, 2000))
+    w = rng.standard_normal((4, 64))
+    _check(img, weighted_sum, (4, 64), (1, 8), "cover", args=(w,))

@@ -288,3 +288,24 @@ def test_inf_reaches_only_covering_patches(rng):
     assert np.all(np.isfinite(got[~mask]))
     expected = ref.process_image(img, scale_add_mean, (3, 3), (2, 2), args=(1.0,))
     ref.assert_close(got, expected, np.float64, n_terms=4)
+
+
+# --------------------------------------------------------------------------
+# images large enough to be cut into many blocks / waves by the engine
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "shape, patch, step, edge",
+    [
+        ((300, 257), (8, 9), (3, 2), "cover"),
+        ((257, 300), (16, 5), (5, 4), "valid"),
+        ((120, 700), (3, 40), (1, 7), "cover"),
+    ],
+)
+def test_large_image_matches_reference(shape, patch, step, edge, rng):
+    img = random_image(rng, shape)
+    _check(img, scale_add_mean, patch, step, edge, args=(0.5,))
+
+
+def test_large_float32_image(rng):
+    img = random_image(rng, (400, 333), np.float32)
+    _check(img, scale_add_mean, (12, 12), (4, 4), "cover", args=(2.0,))
