@@ -238,7 +238,8 @@ def process_image(
         the patch's spatial shape. Every weight is positive (see :mod:`patchjit._windows`),
         so no covered pixel ever has zero total weight.
     sigma : float or tuple of float, optional
-        Standard deviation of the gaussian window in pixels (default ``patch / 4``).
+        Standard deviation of the gaussian window in pixels, per axis or one for all
+        (default ``patch / 4``). Only valid with ``window="gaussian"``.
     reduce : {"mean", "sum", "max", "min"}, default "mean"
         ``"mean"``: sum of ``w * out`` divided by the sum of ``w`` over covering patches;
         ``"sum"``: sum of ``w * out``; ``"max"``/``"min"``: elementwise extreme (NaN
