@@ -18,7 +18,18 @@ from workloads import Workload
 
 @njit
 def identity(patch, out):
-    out[...] = patch
+    # explicit loops: `out[...] = patch` compiles in ~4.5 s and runs slower
+    for i in range(patch.shape[0]):
+        for j in range(patch.shape[1]):
+            out[i, j] = patch[i, j]
+
+
+@njit
+def identity3(patch, out):  # (ph, pw, C) colour patches and (pd, ph, pw) volume patches
+    for i in range(patch.shape[0]):
+        for j in range(patch.shape[1]):
+            for k in range(patch.shape[2]):
+                out[i, j, k] = patch[i, j, k]
 
 
 @njit
@@ -50,6 +61,16 @@ def local_std(patch):
 
 PROCESS_CALLBACKS = {"identity": identity, "mean_removal": remove_mean}
 MAP_CALLBACKS = {"local_std": local_std}
+PROCESS_CALLBACKS_3D = {"identity": identity3}  # patches with 3 axes
+
+
+def process_callback(w: Workload) -> Any:
+    """The callback for the workload's op and patch rank (spatial axes + channels)."""
+    rank = w.spatial_ndim + w.channels
+    table = PROCESS_CALLBACKS if rank == 2 else PROCESS_CALLBACKS_3D
+    if w.op not in table:
+        raise ValueError(f"no {rank}-D callback for op {w.op!r}")
+    return table[w.op]
 
 
 @functools.cache
@@ -110,7 +131,7 @@ def reference(w: Workload, img: np.ndarray) -> np.ndarray:
         mean = box_sum_valid(xp, p) / p**2
         var = box_sum_valid(xp * xp, p) / p**2 - mean**2
         return np.sqrt(np.maximum(var, 0.0))
-    if w.op == "identity":
+    if w.op == "identity":  # any positive window: a weighted mean of equal values
         return x
     if w.op == "mean_removal":
         means = box_sum_valid(x, p)[::s, ::s] / p**2

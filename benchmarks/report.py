@@ -6,14 +6,19 @@ import datetime
 import json
 import os
 import platform
+import statistics
 import subprocess
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from workloads import Workload
+from workloads import GREY_REFERENCES, Workload
 
-PACKAGES = ("numpy", "numba", "scipy", "scikit-learn", "torch", "patchjit")
+PACKAGES = (
+    "numpy", "numba", "scipy", "scikit-learn", "torch", "scikit-image", "patchify",
+    "empatches", "tiler", "tqdm", "patchjit",
+)  # fmt: skip
+PROGRESS_TARGET_PCT = 2.0
 NOISY_CORES = 0.25  # other processes using more CPU than this (in cores) make timings noisy
 
 
@@ -78,6 +83,18 @@ def fmt_time(seconds: float | None) -> str:
     return f"{seconds * 1e3:.3g} ms" if seconds < 1 else f"{seconds:.3g} s"
 
 
+def fmt_rate(row: dict[str, Any]) -> str:
+    """Patch-pixels per second: n_patches * pixels per patch / median time."""
+    t = row.get("median_s")
+    if not t or row["status"] not in ("ok", "wrong", "cannot average"):
+        return "—"
+    rate = row["patch_pixels"] / t
+    for scale, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if rate >= scale:
+            return f"{rate / scale:.3g} {unit}/s"
+    return f"{rate:.3g} /s"
+
+
 def fmt_mib(mib: float | None) -> str:
     if mib is None:
         return "—"
@@ -92,11 +109,16 @@ def fmt_ratio(row: dict[str, Any]) -> str:
 
 
 def fmt_result(row: dict[str, Any]) -> str:
-    status = row["status"]
+    status, caveat = row["status"], row.get("caveat")
     if status == "ok":
-        return "ok"
+        return f"ok, but {caveat}" if caveat else "ok"
     if status == "wrong":
-        return f"WRONG (max err {row['max_abs_err']:.3g})"
+        wrong = f"**WRONG** (max err {row['max_abs_err']:.3g})"
+        return f"{wrong}: {caveat}" if caveat else wrong
+    if status == "cannot average":
+        err, exact = row["max_abs_err"], row["max_abs_err"] <= row["atol"]
+        why = "exact here only because overlapping patches agree" if exact else "**WRONG**"
+        return f"**cannot average overlaps**: {caveat} (max err {err:.3g}: {why})"
     note = row.get("note", "")
     if status in ("not installed", "error"):
         return f"{status}: {note}" if status == "error" else status
@@ -113,13 +135,12 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
 
 def _header(machine: dict[str, Any], config: dict[str, Any]) -> list[str]:
     v = machine["versions"]
+    peers = ", ".join(f"{k} {x}" for k, x in v.items() if k != "patchjit")
     return [
         f"# patchjit benchmarks ({config['mode']})",
         "",
         f"{machine['date']} · {machine['cpu_model']}, {machine['usable_cores']} cores · "
-        f"numpy {v['numpy']}, numba {v['numba']}, scipy {v['scipy']}, "
-        f"scikit-learn {v['scikit-learn']}, torch {v['torch']} · patchjit "
-        f"{v['patchjit']} ({machine['git_revision']})",
+        f"{peers} · patchjit {v['patchjit']} ({machine['git_revision']})",
         "",
         f"- **time**: median of the timed repeats ({config['repeats']} unless noted), after "
         "one warm-up call; **first call** = set-up + warm-up call, JIT compilation included. "
@@ -130,23 +151,76 @@ def _header(machine: dict[str, Any], config: dict[str, Any]) -> list[str]:
         "- **peak extra MiB**: VmHWM during the timed calls - VmRSS just before them, in a "
         "fresh process per row (glibc mmap threshold fixed at 128 KiB so freed buffers leave "
         "RSS): the input is excluded; the output and all temporaries count.",
-        "- **result**: max abs error against a float64 reference within the workload's tolerance.",
+        "- **patch-pixels/s**: n_patches x values per patch (channels included) / median "
+        "time: the work rate, comparable across patch sizes, channels and dimensions.",
+        "- **result**: max abs error against a float64 reference within the workload's "
+        "tolerance; a known defect of the tool's merge is named after it even when this "
+        "workload does not expose it (an identity callback makes every overlap agree). "
+        "**cannot average overlaps**: the merge takes each pixel from one patch and skips "
+        "the others, so its time is not comparable.",
+        "- **too slow**: tools that loop over the patches in Python (empatches, tiler) are "
+        "first timed on a corner of the input; a call estimated (linearly in the number of "
+        "patches) to exceed the mode's budget is not run. They run at most 3 timed repeats.",
     ]
 
 
 def _table(rows: list[dict[str, Any]], repeats: int) -> list[str]:
     lines = [
-        "| workload | tool | median time | vs patchjit | peak extra MiB | first call | result |",
-        "|---|---|---:|---:|---:|---:|---|",
+        "| workload | tool | median time | patch-pixels/s | vs patchjit | peak extra MiB "
+        "| first call | result |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         n = f" (n={r['repeats']})" if "median_s" in r and r["repeats"] != repeats else ""
+        busy = " †" if "median_s" in r and r.get("background_cores", 0) > NOISY_CORES else ""
         lines.append(
-            f"| {r['workload']} | {r['tool']} | {fmt_time(r.get('median_s'))}{n} "
-            f"| {fmt_ratio(r)} | {fmt_mib(r.get('peak_extra_mib'))} "
+            f"| {r['workload']} | {r['tool']} | {fmt_time(r.get('median_s'))}{n}{busy} "
+            f"| {fmt_rate(r)} | {fmt_ratio(r)} | {fmt_mib(r.get('peak_extra_mib'))} "
             f"| {fmt_time(r.get('first_call_s'))} | {fmt_result(r)} |"
         )
     return lines
+
+
+def grey_comparison(rows: list[dict[str, Any]]) -> list[str]:
+    """patchjit's patch-pixels/s on channel, volume and window workloads vs grey."""
+    rate = {
+        r["workload"]: r["patch_pixels"] / r["median_s"]
+        for r in rows
+        if r["tool"] == "patchjit" and r["status"] == "ok"
+    }
+    pairs = [(a, b) for a, b in GREY_REFERENCES.items() if a in rate and b in rate]
+    if not pairs:
+        return []
+    lines = [
+        "Channels, volumes and windows against grey 2-D (patchjit, same patch-pixels; "
+        "cost = grey rate / rate, 1.00 = no extra cost per patch-pixel):",
+        "",
+        "| workload | patch-pixels/s | grey reference | patch-pixels/s | cost |",
+        "|---|---:|---|---:|---:|",
+    ]
+    for a, b in pairs:
+        lines.append(
+            f"| {a} | {rate[a] / 1e9:.3g} G/s | {b} | {rate[b] / 1e9:.3g} G/s "
+            f"| {rate[b] / rate[a]:.2f}x |"
+        )
+    return [*lines, ""]
+
+
+def overhead_notes(rec: dict[str, Any] | None) -> list[str]:
+    if rec is None:
+        return []
+    if rec["status"] != "ok":
+        return [f"Progress-bar overhead: {rec['status']}: {rec.get('note', '')}", ""]
+    med, low = rec["overhead_median_pct"], rec["overhead_min_pct"]
+    verdict = "within" if med <= PROGRESS_TARGET_PCT else "**above**"
+    off = statistics.median(rec["off_s"])
+    return [
+        f"Progress-bar overhead ({rec['workload']}, patchjit.process_image progress=True vs "
+        f"False, {rec['pairs']} interleaved pairs in one process, tqdm to /dev/null): "
+        f"**{med:+.2f} %** on the medians ({fmt_time(off)} without the bar), {low:+.2f} % "
+        f"on the minima; {verdict} the {PROGRESS_TARGET_PCT:g} % target.",
+        "",
+    ]
 
 
 def markdown(
@@ -154,8 +228,10 @@ def markdown(
     config: dict[str, Any],
     rows: list[dict[str, Any]],
     workloads: list[Workload],
+    overhead: dict[str, Any] | None = None,
 ) -> str:
     lines = [*_header(machine, config), "", *_table(rows, config["repeats"]), ""]
+    lines += [*grey_comparison(rows), *overhead_notes(overhead)]
     lines += ["Workloads:", "", *(f"- **{w.name}**: {w.description}" for w in workloads), ""]
     lines += noise_notes(machine, rows)
     return "\n".join(lines) + "\n"
@@ -170,7 +246,11 @@ def noise_notes(machine: dict[str, Any], rows: list[dict[str, Any]]) -> list[str
         f"{machine.get('loadavg_end', (0.0,))[0]:.2f} at end)."
     )
     if worst > NOISY_CORES:
-        note += " **The machine was busy: timings are noisy.**"
+        note += (
+            f" **The machine was busy: timings marked † ran while other processes used more "
+            f"than {NOISY_CORES:g} cores; they are noisy (patchjit's and torch's two threads "
+            "suffer most).**"
+        )
     return [note]
 
 

@@ -3,10 +3,19 @@
     python benchmarks/run.py [--quick | --full] [--only NAME ...] [--tools TOOL ...]
                              [--repeats N] [--out DIR]
 
---quick takes under ~2 minutes, the default ("standard") a few minutes, --full adds the
+--quick takes a few minutes, the default ("standard") about ten, --full adds the
 10038x10038 workload. The table is printed and written to DIR/latest.md, the raw numbers
-(every repeat, machine description) to DIR/latest.json. The workloads are in
-workloads.py, the tools in tools.py, the measurement itself in worker.py.
+(every repeat, machine description) to DIR/latest.json, a bar chart of the times to
+DIR/peers.png. The workloads are in workloads.py, the tools in tools.py, the measurement
+itself in worker.py, the chart in plot.py.
+
+Tools that loop over the patches in Python are timed on a corner of the input first and
+reported "too slow" when one call would exceed the mode's budget (worker.CALL_BUDGET_S);
+they run at most PYTHON_LOOP_REPEATS timed repeats. When mean512 is selected, the
+overhead of patchjit's progress bar is measured too (interleaved runs, one process).
+
+Exit status: 1 when patchjit's result is wrong or a measurement failed (a peer's wrong
+result is a finding, reported in the table, not a failure), else 0.
 """
 
 from __future__ import annotations
@@ -21,12 +30,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+from plot import plot_times
 from report import add_ratios, fmt_time, machine_info, markdown, write_results
 from tools import TOOLS
 from workloads import BY_NAME, WORKLOADS, Workload
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_REPEATS = {"quick": 3, "standard": 5, "full": 5}
+PYTHON_LOOP_REPEATS = 3  # at most, for the tools that loop over the patches in Python
+OVERHEAD_WORKLOAD = "mean512"
+OVERHEAD_PAIRS = {"quick": 6, "standard": 12, "full": 12}
 TIMEOUT_S = {"quick": 120, "standard": 600, "full": 1800}
 MEMORY_FRACTION = 0.5  # a peer that would need more of MemAvailable than this is not run
 RESULT_PREFIX = "@@result "
@@ -86,7 +99,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=HERE / "results",
         help="directory for latest.md and latest.json (default: %(default)s)",
     )
+    p.add_argument("--no-overhead", action="store_true", help="skip the progress-bar overhead")
     p.add_argument("--worker", nargs=2, metavar=("TOOL", "WORKLOAD"), help=argparse.SUPPRESS)
+    p.add_argument("--overhead-worker", metavar="WORKLOAD", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     for name in ("repeats", "threads"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
@@ -100,10 +115,11 @@ def select_workloads(args: argparse.Namespace) -> list[Workload]:
     return [w for w in WORKLOADS if args.mode in w.modes]
 
 
-def repeats_for(w: Workload, args: argparse.Namespace) -> int:
+def repeats_for(w: Workload, args: argparse.Namespace, tool: str) -> int:
     if w.repeats is not None:
         return w.repeats
-    return args.repeats or DEFAULT_REPEATS[args.mode]
+    n = args.repeats or DEFAULT_REPEATS[args.mode]
+    return min(n, PYTHON_LOOP_REPEATS) if TOOLS[tool].python_loop else n
 
 
 # --- system accounting --------------------------------------------------------------
@@ -149,7 +165,10 @@ def skip_reason(tool: str, w: Workload, mode: str) -> tuple[str, str] | None:
         return "not installed", ", ".join(missing)
     need = w.materialised_bytes(mode)
     if tool != "patchjit" and not w.attempt_peers:
-        return "skipped", f"cannot run: would need {_gb(need)} (not attempted)"
+        if t.materialises(w):
+            return "skipped", f"cannot run: would need {_gb(need)} (not attempted)"
+        if not t.python_loop:  # Python-loop tools go on: the worker estimates their time
+            return "skipped", "not attempted"
     if reason := t.supports(w, mode):
         return "skipped", reason
     available = _meminfo_bytes("MemAvailable")
@@ -177,21 +196,22 @@ def worker_env(threads: int | None) -> dict[str, str]:
     return env
 
 
+def _worker_cmd(mode: str, repeats: int, *args: str) -> list[str]:
+    cmd = [sys.executable, str(Path(__file__).resolve()), *args, "--repeats", str(repeats)]
+    return cmd + ([f"--{mode}"] if mode != "standard" else [])
+
+
 def run_worker(
     tool: str, w: Workload, mode: str, repeats: int, threads: int | None
 ) -> dict[str, Any]:
-    """Measure in a fresh interpreter; adds wall time and CPU used by other processes."""
-    cmd = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--worker",
-        tool,
-        w.name,
-        "--repeats",
-        str(repeats),
-    ] + ([f"--{mode}"] if mode != "standard" else [])
+    """Measure in a fresh interpreter."""
+    cmd = _worker_cmd(mode, repeats, "--worker", tool, w.name)
+    return run_measured(cmd, w.timeout_s or TIMEOUT_S[mode], threads)
+
+
+def run_measured(cmd: list[str], timeout: float, threads: int | None) -> dict[str, Any]:
+    """Run a worker command; adds its wall time and the CPU used by other processes."""
     busy0, child0, t0 = _busy_cpu_seconds(), _children_cpu_seconds(), time.perf_counter()
-    timeout = w.timeout_s or TIMEOUT_S[mode]
     try:
         proc = subprocess.run(
             cmd, capture_output=True, text=True, timeout=timeout, env=worker_env(threads)
@@ -209,12 +229,13 @@ def run_worker(
 
 
 def measure_row(tool: str, w: Workload, args: argparse.Namespace) -> dict[str, Any]:
-    repeats = repeats_for(w, args)
+    repeats = repeats_for(w, args, tool)
     row: dict[str, Any] = {
         "workload": w.name, "tool": tool, "label": TOOLS[tool].label,
         "shape": w.shape_for(args.mode), "dtype": w.dtype, "patch": w.patch, "step": w.step,
-        "n_patches": w.n_patches(args.mode), "repeats": repeats,
-        "materialised_bytes": w.materialised_bytes(args.mode),
+        "window": w.window, "n_patches": w.n_patches(args.mode),
+        "patch_pixels": w.patch_pixels(args.mode), "repeats": repeats,
+        "materialised_bytes": w.materialised_bytes(args.mode), "caveat": TOOLS[tool].caveat(w),
     }  # fmt: skip
     skip = skip_reason(tool, w, args.mode)
     if skip is not None:
@@ -224,13 +245,28 @@ def measure_row(tool: str, w: Workload, args: argparse.Namespace) -> dict[str, A
     return row
 
 
+def measure_overhead(args: argparse.Namespace) -> dict[str, Any] | None:
+    """patchjit's progress-bar overhead on OVERHEAD_WORKLOAD, or None if not selected."""
+    selected = {w.name for w in select_workloads(args)}
+    if args.no_overhead or OVERHEAD_WORKLOAD not in selected:
+        return None
+    if args.tools and "patchjit" not in args.tools:
+        return None
+    pairs = args.repeats or OVERHEAD_PAIRS[args.mode]
+    cmd = _worker_cmd(args.mode, pairs, "--overhead-worker", OVERHEAD_WORKLOAD)
+    rec = run_measured(cmd, TIMEOUT_S[args.mode], args.threads)
+    what = f"{rec['overhead_median_pct']:+.2f} %" if rec["status"] == "ok" else rec["note"]
+    print(f"progress-bar overhead: {what}", file=sys.stderr, flush=True)
+    return rec
+
+
 # --- main -------------------------------------------------------------------------------
 
 
 def _progress(i: int, n: int, row: dict[str, Any]) -> None:
-    what = fmt_time(row.get("median_s")) if row["status"] in ("ok", "wrong") else row["note"]
+    what = fmt_time(row["median_s"]) if "median_s" in row else row["note"]
     print(
-        f"[{i}/{n}] {row['workload']:<9} {row['tool']:<9} {row['status']:<13} {what}",
+        f"[{i}/{n}] {row['workload']:<13} {row['tool']:<9} {row['status']:<13} {what}",
         file=sys.stderr,
         flush=True,
     )
@@ -244,6 +280,7 @@ def run_benchmarks(args: argparse.Namespace) -> int:
     for i, (w, tool) in enumerate(plan, 1):
         rows.append(measure_row(tool, w, args))
         _progress(i, len(plan), rows[-1])
+    overhead = measure_overhead(args)
     machine["loadavg_end"] = os.getloadavg()
     add_ratios(rows)
     config = {
@@ -253,11 +290,18 @@ def run_benchmarks(args: argparse.Namespace) -> int:
         "argv": sys.argv[1:],
         "workloads": [vars(w) for w in workloads],
     }
-    md = markdown(machine, config, rows, workloads)
+    md = markdown(machine, config, rows, workloads, overhead)
     print(md)
-    paths = write_results(args.out, md, {"machine": machine, "config": config, "rows": rows})
+    payload = {"machine": machine, "config": config, "rows": rows, "progress_overhead": overhead}
+    paths = [*write_results(args.out, md, payload)]
+    paths.append(plot_times(rows, workloads, args.out / "peers.png", machine))
     print("written: " + ", ".join(str(p) for p in paths), file=sys.stderr)
-    return 1 if any(r["status"] in ("wrong", "error") for r in rows) else 0
+    failed = [
+        r
+        for r in rows
+        if r["status"] == "error" or (r["status"], r["tool"]) == ("wrong", "patchjit")
+    ]
+    return 1 if failed or (overhead and overhead["status"] != "ok") else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -268,6 +312,13 @@ def main(argv: list[str] | None = None) -> int:
         tool, workload = args.worker
         repeats = args.repeats or DEFAULT_REPEATS[args.mode]
         print(RESULT_PREFIX + json.dumps(safe_measure(tool, workload, args.mode, repeats)))
+        return 0
+    if args.overhead_worker:
+        from worker import progress_overhead, safe
+
+        pairs = args.repeats or OVERHEAD_PAIRS[args.mode]
+        rec = safe(progress_overhead, args.overhead_worker, args.mode, pairs)
+        print(RESULT_PREFIX + json.dumps(rec))
         return 0
     return run_benchmarks(args)
 

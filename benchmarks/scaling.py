@@ -4,13 +4,15 @@ Run: python benchmarks/scaling.py [--quick] [--out benchmarks/results]
 
 Every point is the median of several warm runs of ``process_image`` with an identity
 callback on float32 data at stride 1, reported as patch-pixels per second
-(n_patches * patch_size / time).
+(n_patches * patch_size / time). The load average at start and end goes into the JSON,
+the printout and the figure's title: other processes on the machine slow the points down.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -45,6 +47,7 @@ def run(quick: bool, out: Path) -> dict:
     threads = sorted({1, max_threads})
     images = [256, 512, 1024, 2048] if quick else [256, 512, 1024, 2048, 4096]
     res: dict = {"patch_size": [], "threads": [], "image_size": []}
+    res["loadavg_start"] = os.getloadavg()
     for p in sizes:
         t, tp = _throughput(n_patch, p, max_threads, repeats)
         res["patch_size"].append({"patch": p, "image": n_patch, "time_s": t, "pp_per_s": tp})
@@ -57,6 +60,9 @@ def run(quick: bool, out: Path) -> dict:
         t, tp = _throughput(n, 39, max_threads, repeats)
         res["image_size"].append({"image": n, "pixels": n * n, "time_s": t, "pp_per_s": tp})
         print(f"image {n:5d}^2: {t * 1e3:8.1f} ms  {tp / 1e9:6.2f} Gpp/s")
+    res["loadavg_end"] = os.getloadavg()
+    print(f"load average (1 min): {res['loadavg_start'][0]:.2f} at start, "
+          f"{res['loadavg_end'][0]:.2f} at end")  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     (out / "scaling.json").write_text(json.dumps(res, indent=2))
     _plot(res, out / "scaling.png")
@@ -86,7 +92,8 @@ def _plot(res: dict, path: Path) -> None:
     axes[2].legend()
     for ax in axes:
         ax.grid(alpha=0.3)
-    fig.suptitle("patchjit process_image, identity callback, float32, stride 1")
+    load = f"load avg {res['loadavg_start'][0]:.2f} -> {res['loadavg_end'][0]:.2f}"
+    fig.suptitle(f"patchjit process_image, identity callback, float32, stride 1 ({load})")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
