@@ -7,7 +7,9 @@ within a wave and a progress bar can follow it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
+import threading
 
 import numba
 import numpy as np
@@ -60,7 +62,18 @@ def canonical3(values, fill):
 
 
 def plan_blocks(origins3, patch3, nc: int) -> np.ndarray:
-    """Cut the patch grid into blocks; return the block table (see ``_kernels.B_*``)."""
+    """Cut the patch grid into blocks; return the block table (see ``_kernels.B_*``).
+
+    Plans are cached by geometry (read-only tables), so repeated calls on images of one
+    shape skip the planning.
+    """
+    key = tuple(np.asarray(o, dtype=np.int64).tobytes() for o in origins3)
+    return _plan_blocks(key, tuple(int(p) for p in patch3), int(nc))
+
+
+@functools.lru_cache(maxsize=64)
+def _plan_blocks(origin_bytes, patch3, nc: int) -> np.ndarray:
+    origins3 = [np.frombuffer(b, dtype=np.int64) for b in origin_bytes]
     grid = [len(o) for o in origins3]
     per_patch = math.prod(patch3) * nc + _CALL_COST
     total = math.prod(grid) * per_patch
@@ -96,7 +109,30 @@ def plan_blocks(origins3, patch3, nc: int) -> np.ndarray:
         last = o[idx[:, 2 * a + 1] - 1]
         table[:, 6 + 2 * a] = first
         table[:, 7 + 2 * a] = last + p - first
+    table.flags.writeable = False
     return table
+
+
+_SCRATCH = threading.local()
+_SCRATCH_KEEP_BYTES = 2 * _WAVE_BYTES
+
+
+def scratch(shape, dtype) -> np.ndarray:
+    """An uninitialised array, reused by later calls from the same Python thread.
+
+    Saves allocating (and page-faulting) the block buffers on every call, which is
+    most of the overhead of small jobs. Each Python thread has its own, so concurrent
+    calls from several threads never share one.
+    """
+    shape, dtype = tuple(int(n) for n in shape), np.dtype(dtype)
+    size = math.prod(shape)
+    if size * dtype.itemsize > _SCRATCH_KEEP_BYTES:
+        return np.empty(shape, dtype=dtype)  # rare and large: not worth keeping
+    buf = getattr(_SCRATCH, "buf", None)
+    if buf is None or buf.dtype != dtype or buf.size < size:
+        buf = np.empty(size, dtype=dtype)
+        _SCRATCH.buf = buf
+    return buf[:size].reshape(shape)
 
 
 def run_accumulate(
@@ -112,7 +148,7 @@ def run_accumulate(
     fshape = blocks[:, [K.B_FD, K.B_FH, K.B_FW]].max(axis=0)
     buf_bytes = int(np.prod(fshape)) * nc * acc.dtype.itemsize
     n_wave = min(len(blocks), max(_BLOCKS_PER_THREAD * n_threads, _WAVE_BYTES // buf_bytes))
-    bufs = np.empty((n_wave, fshape[0], fshape[1], fshape[2] * nc), dtype=acc.dtype)
+    bufs = scratch((n_wave, fshape[0], fshape[1], fshape[2] * nc), acc.dtype)
     if weights3 is not None:
         add = K.add_weighted
     else:

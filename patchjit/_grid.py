@@ -173,10 +173,9 @@ class PatchGrid:
             w = np.asarray(self.window_vectors[axis], dtype=np.float64)
         else:
             w = np.ones(p)
-        cov = np.zeros(self.padded_shape[axis])
-        origins = self.origins[axis]
-        for j in range(p):  # origins are unique, so fancy-index adds do not collide
-            cov[origins + j] += w[j]
+        starts = np.zeros(self.padded_shape[axis] - p + 1)
+        starts[self.origins[axis]] = 1.0
+        cov = np.convolve(starts, w)  # sum of the windows placed at every origin
         before = self.pad_width[axis][0]
         return cov[before : before + self.spatial_shape[axis]]
 

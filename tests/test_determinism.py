@@ -92,3 +92,28 @@ def test_large_image_threads(dtype, rng):
     a = patchjit.map_patches(img, patch_mean, (9, 11), (1, 2), threads=1)
     b = patchjit.map_patches(img, patch_mean, (9, 11), (1, 2), threads=2)
     _same(a, b)
+
+
+def test_concurrent_python_threads(rng):
+    # calls from several Python threads at once (each reuses its own scratch buffers)
+    # give the same results as the same calls made one after another
+    from concurrent.futures import ThreadPoolExecutor
+
+    patchjit.process_image(np.ones((8, 8)), scale_add_mean, 3, args=(1.0,))
+    if numba.threading_layer() == "workqueue":
+        pytest.skip("the workqueue threading layer does not support concurrent calls")
+    jobs = [
+        (random_image(rng, (160, 150), np.float32), (9, 7), (2, 1)),
+        (random_image(rng, (140, 170), np.float64), (5, 11), (1, 3)),
+        (random_image(rng, (150, 160), np.uint8), (12, 12), (3, 2)),
+    ] * 2
+
+    def run(job):
+        img, patch, step = job
+        return patchjit.process_image(img, scale_add_mean, patch, step, args=(0.7,), threads=1)
+
+    expected = [run(job) for job in jobs]
+    with ThreadPoolExecutor(3) as pool:
+        for _ in range(3):
+            for got, want in zip(pool.map(run, jobs), expected):
+                _same(got, want)
