@@ -10,6 +10,7 @@ import contextlib
 import functools
 import math
 import threading
+import time
 
 import numba
 import numpy as np
@@ -27,6 +28,12 @@ _BLOCKS_PER_THREAD = 4
 # Block buffers of one wave may use this many bytes; small jobs then run as one wave
 # (few parallel regions), large ones as many short waves (Ctrl-C, progress).
 _WAVE_BYTES = 8 << 20
+# Waves last about this long once the callback's speed is known, so that Ctrl-C (seen
+# between waves) stops a run promptly even with a slow callback. A job of at most
+# _ONE_WAVE_WORK patch-pixels runs as one wave; a larger one starts with one block (or
+# grid row) per thread and grows from there.
+_WAVE_SECONDS = 0.25
+_ONE_WAVE_WORK = 1 << 23
 # Callback overhead, in patch-pixel units, added to each patch's cost.
 _CALL_COST = 16
 
@@ -160,8 +167,13 @@ def run_accumulate(
     limits = np.array([acc.shape[0], acc.shape[1]])
     counts = (blocks[:, 1] - blocks[:, 0]) * (blocks[:, 3] - blocks[:, 2])
     counts *= blocks[:, 5] - blocks[:, 4]
-    for start in range(0, len(blocks), n_wave):
-        wave = blocks[start : start + n_wave]
+    total = int(counts.sum()) * (math.prod(patch3) * nc + _CALL_COST)
+    first = len(blocks) if total <= _ONE_WAVE_WORK else n_threads
+    pace = WavePacer(first=first, lo=n_threads, hi=n_wave)
+    start = 0
+    while start < len(blocks):
+        wave = blocks[start : start + pace.size]
+        t0 = time.perf_counter()
         lo = np.clip(wave[:, [K.B_Y0D, K.B_Y0H]].min(axis=0) - region0[:2], 0, limits)
         hi = (wave[:, [K.B_Y0D, K.B_Y0H]] + wave[:, [K.B_FD, K.B_FH]]).max(axis=0)
         hi = np.clip(hi - region0[:2], 0, limits)
@@ -172,7 +184,9 @@ def run_accumulate(
         )  # fmt: skip
         K.fold_blocks(wave, bufs, acc, nc, red, region0, rows)
         if progress is not None:
-            progress.update(int(counts[start : start + n_wave].sum()))
+            progress.update(int(counts[start : start + len(wave)].sum()))
+        start += len(wave)
+        pace.update(len(wave), time.perf_counter() - t0)
     return acc
 
 
@@ -183,13 +197,38 @@ def run_map(src, take, func, args, origins3, patch3, res, progress=None):
     n_rows = res.shape[0] * res.shape[1]
     per_row = res.shape[2] * (math.prod(patch3) + _CALL_COST)
     n_threads = numba.get_num_threads()
-    rows_per_wave = max(n_threads, (_MAX_BLOCK_WORK * n_threads) // max(per_row, 1))
-    for r0 in range(0, n_rows, rows_per_wave):
-        r1 = min(r0 + rows_per_wave, n_rows)
+    first = n_rows if n_rows * per_row <= _ONE_WAVE_WORK else n_threads
+    pace = WavePacer(first=first, lo=n_threads, hi=max(n_rows, 1))
+    r0 = 0
+    while r0 < n_rows:
+        r1 = min(r0 + pace.size, n_rows)
+        t0 = time.perf_counter()
         K.map_rows(src, take, func, args, od, oh, ow, pd, ph, pw, r0, r1, res)
         if progress is not None:
             progress.update((r1 - r0) * res.shape[2])
+        pace.update(r1 - r0, time.perf_counter() - t0)
+        r0 = r1
     return res
+
+
+class WavePacer:
+    """Units (blocks or grid rows) per wave, adapted so waves last about _WAVE_SECONDS.
+
+    Wave sizes change only how the work is cut into kernel calls, never the order in
+    which contributions are added, so results do not depend on them.
+    """
+
+    def __init__(self, first: int, lo: int, hi: int):
+        self.lo, self.hi = max(1, min(lo, hi)), max(1, hi)
+        self.size = min(max(first, self.lo), self.hi)
+
+    def update(self, done: int, seconds: float) -> None:
+        """Size the next wave from the last one's rate."""
+        if done <= 0 or seconds <= 0:
+            return
+        want = int(done * _WAVE_SECONDS / seconds)
+        want = min(want, 2 * self.size)  # grow gradually: the first waves may be noisy
+        self.size = min(max(want, self.lo), self.hi)
 
 
 def patch_type(take, src, n_axes: int):
