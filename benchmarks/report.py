@@ -145,7 +145,14 @@ def _header(machine: dict[str, Any], config: dict[str, Any]) -> list[str]:
         f"- **time**: median of the timed repeats ({config['repeats']} unless noted), after "
         "one warm-up call; **first call** = set-up + warm-up call, JIT compilation included. "
         f"Threads: {config['threads'] or 'all cores'} for patchjit (numba) and torch; numpy, "
-        "scikit-learn and scipy run single-threaded.",
+        "scikit-learn and scipy run single-threaded."
+        + (
+            f" Every row was measured in {config['rounds']} rounds, each in a fresh process, "
+            "and the round with the median median is shown (tools that loop in Python: one "
+            "round)."
+            if config.get("rounds", 1) > 1
+            else ""
+        ),
         "- **vs patchjit**: tool median / patchjit median, measured in the same run "
         "(> 1: patchjit is faster).",
         "- **peak extra MiB**: VmHWM during the timed calls - VmRSS just before them, in a "

@@ -99,11 +99,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=HERE / "results",
         help="directory for latest.md and latest.json (default: %(default)s)",
     )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure every row this many times, round by round, and report the median "
+        "of the rounds' medians (tools that loop in Python: one round); default 1",
+    )
     p.add_argument("--no-overhead", action="store_true", help="skip the progress-bar overhead")
     p.add_argument("--worker", nargs=2, metavar=("TOOL", "WORKLOAD"), help=argparse.SUPPRESS)
     p.add_argument("--overhead-worker", metavar="WORKLOAD", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    for name in ("repeats", "threads"):
+    for name in ("repeats", "threads", "rounds"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name} must be at least 1")
     return args
@@ -263,7 +270,27 @@ def measure_overhead(args: argparse.Namespace) -> dict[str, Any] | None:
 # --- main -------------------------------------------------------------------------------
 
 
-def _progress(i: int, n: int, row: dict[str, Any]) -> None:
+def merge_rounds(recs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from several rounds: median of the rounds' medians, worst status, max peak."""
+    if len(recs) == 1:
+        return recs[0]
+    timed = sorted((r for r in recs if "median_s" in r), key=lambda r: r["median_s"])
+    row = dict(timed[(len(timed) - 1) // 2])  # the round with the median median
+    row["round_medians_s"] = [r["median_s"] for r in timed]
+    row["times_s"] = [t for r in timed for t in r["times_s"]]
+    peaks = [r["peak_extra_mib"] for r in recs if r.get("peak_extra_mib") is not None]
+    row["peak_extra_mib"] = max(peaks) if peaks else None
+    row["background_cores"] = max(r.get("background_cores", 0.0) for r in recs)
+    for status in ("error", "wrong"):
+        bad = [r for r in recs if r["status"] == status]
+        if bad:
+            row.update(status=status, note=bad[0].get("note", ""))
+            row["max_abs_err"] = max(r.get("max_abs_err", 0.0) for r in recs)
+            break
+    return row
+
+
+def _progress(i: int | str, n: int, row: dict[str, Any]) -> None:
     what = fmt_time(row["median_s"]) if "median_s" in row else row["note"]
     print(
         f"[{i}/{n}] {row['workload']:<13} {row['tool']:<9} {row['status']:<13} {what}",
@@ -276,16 +303,22 @@ def run_benchmarks(args: argparse.Namespace) -> int:
     workloads = select_workloads(args)
     plan = [(w, t) for w in workloads for t in w.tools if not args.tools or t in args.tools]
     machine = machine_info(HERE.parent)
-    rows = []
-    for i, (w, tool) in enumerate(plan, 1):
-        rows.append(measure_row(tool, w, args))
-        _progress(i, len(plan), rows[-1])
+    rounds: list[list[dict[str, Any]]] = [[] for _ in plan]
+    for r in range(args.rounds):
+        for i, (w, tool) in enumerate(plan):
+            if r > 0 and (TOOLS[tool].python_loop or "median_s" not in rounds[i][0]):
+                continue  # slow or not run: one round is enough
+            rounds[i].append(measure_row(tool, w, args))
+            step = f"round {r + 1}/{args.rounds} " if args.rounds > 1 else ""
+            _progress(f"{step}{i + 1}", len(plan), rounds[i][-1])
+    rows = [merge_rounds(recs) for recs in rounds]
     overhead = measure_overhead(args)
     machine["loadavg_end"] = os.getloadavg()
     add_ratios(rows)
     config = {
         "mode": args.mode,
         "repeats": args.repeats or DEFAULT_REPEATS[args.mode],
+        "rounds": args.rounds,
         "threads": args.threads,
         "argv": sys.argv[1:],
         "workloads": [vars(w) for w in workloads],
