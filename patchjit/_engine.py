@@ -127,9 +127,9 @@ _SCRATCH_KEEP_BYTES = 2 * _WAVE_BYTES
 def scratch(shape, dtype) -> np.ndarray:
     """An uninitialised array, reused by later calls from the same Python thread.
 
-    Saves allocating (and page-faulting) the block buffers on every call, which is
-    most of the overhead of small jobs. Each Python thread has its own, so concurrent
-    calls from several threads never share one.
+    Saves allocating (and page-faulting) the block buffers on every call, which counts
+    for small jobs. Each Python thread has its own, so concurrent calls from several
+    threads never share one.
     """
     shape, dtype = tuple(int(n) for n in shape), np.dtype(dtype)
     size = math.prod(shape)
