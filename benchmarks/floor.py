@@ -44,20 +44,25 @@ def noop(patch, out):
     pass
 
 
+@njit(inline="always")
+def band(img, p, nb, b):
+    """Patch rows ``lo:hi`` of band ``b`` of ``nb``, and the grid's width."""
+    g = img.shape[0] - p + 1
+    per = -(-g // nb)
+    return b * per, min(g, (b + 1) * per), img.shape[1] - p + 1
+
+
 @njit(parallel=True)
 def bare_add(img, p, acc):
     """Add every p x p patch of ``img`` into ``acc`` (bands of patch rows per thread)."""
-    g = img.shape[0] - p + 1
-    gw = img.shape[1] - p + 1
-    nb = acc.shape[0]
-    per = -(-g // nb)
-    for b in prange(nb):
+    for b in prange(acc.shape[0]):
+        lo, hi, gw = band(img, p, acc.shape[0], b)
         buf = acc[b]
         buf[:] = 0
-        for i in range(b * per, min(g, (b + 1) * per)):
+        for i in range(lo, hi):
             for j in range(gw):
                 for a in range(p):
-                    row = buf[i - b * per + a, j : j + p]
+                    row = buf[i - lo + a, j : j + p]
                     for k in range(p):
                         row[k] += img[i + a, j + k]
 
@@ -65,13 +70,10 @@ def bare_add(img, p, acc):
 @njit(parallel=True)
 def callback_alone(img, func, p, outs):
     """Call ``func`` on every patch view; each thread band writes into its own buffer."""
-    g = img.shape[0] - p + 1
-    gw = img.shape[1] - p + 1
-    nb = outs.shape[0]
-    per = -(-g // nb)
-    for b in prange(nb):
+    for b in prange(outs.shape[0]):
+        lo, hi, gw = band(img, p, outs.shape[0], b)
         o = outs[b]
-        for i in range(b * per, min(g, (b + 1) * per)):
+        for i in range(lo, hi):
             for j in range(gw):
                 func(img[i : i + p, j : j + p], o)
 
@@ -79,19 +81,16 @@ def callback_alone(img, func, p, outs):
 @njit(parallel=True)
 def straightforward(img, func, p, acc):
     """Per-patch buffer, callback, add: the obvious fused loop."""
-    g = img.shape[0] - p + 1
-    gw = img.shape[1] - p + 1
-    nb = acc.shape[0]
-    per = -(-g // nb)
-    for b in prange(nb):
+    for b in prange(acc.shape[0]):
+        lo, hi, gw = band(img, p, acc.shape[0], b)
         buf = acc[b]
         buf[:] = 0
         o = np.empty((p, p), dtype=img.dtype)
-        for i in range(b * per, min(g, (b + 1) * per)):
+        for i in range(lo, hi):
             for j in range(gw):
                 func(img[i : i + p, j : j + p], o)
                 for a in range(p):
-                    row = buf[i - b * per + a, j : j + p]
+                    row = buf[i - lo + a, j : j + p]
                     for k in range(p):
                         row[k] += o[a, k]
 
