@@ -301,12 +301,6 @@ def _scipy_supports(w: Workload, mode: str) -> str | None:
     return None
 
 
-def _tiler_supports(w: Workload, mode: str) -> str | None:
-    if w.kind != "process":
-        return f"unsupported: no {w.kind} variant implemented"
-    return _flush(w, mode)
-
-
 def _merges_by_overwriting(w: Workload) -> str:
     return "unpatchify pastes each pixel from one patch and skips the patches that overlap it"
 
@@ -346,7 +340,7 @@ TOOLS: dict[str, Tool] = {
              ("empatches",), _make_empatches, _square_2d_process, lambda w: True,
              python_loop=True, caveat=_empatches_avg),
         Tool("tiler", "tiler.Tiler + Merger (window=None: boxcar), one tile at a time",
-             ("tiler",), _make_tiler, _tiler_supports, lambda w: False,
+             ("tiler",), _make_tiler, _flush_process, lambda w: False,
              python_loop=True, caveat=_tiler_window),
     )
 }  # fmt: skip
