@@ -72,12 +72,19 @@ def _cast(result, dtype, out):
 
 
 def _source4(img: np.ndarray, grid: PatchGrid, pad_mode, pad_value) -> np.ndarray:
-    """Read-only 4-D ``(D, H, W, C)`` view of the image (padded copy for edge='pad')."""
+    """Read-only, C-contiguous 4-D ``(D, H, W, C)`` view of the image.
+
+    A padded copy for edge='pad'. Any other layout (F-ordered, strided, channels not
+    last) is copied once into C order: patch rows are then contiguous in memory (an
+    F-ordered image otherwise runs about 5x slower) and the kernels compile for one
+    layout only.
+    """
     v = img if grid.channel_axis is None else np.moveaxis(img, grid.channel_axis, -1)
     if grid.edge == "pad" and any(b or a for b, a in grid.pad_width):
         widths = list(grid.pad_width) + ([(0, 0)] if grid.channel_axis is not None else [])
         kw = {"constant_values": pad_value} if pad_mode == "constant" else {}
         v = np.pad(v, widths, mode=pad_mode, **kw)
+    v = np.ascontiguousarray(v)
     if grid.channel_axis is None:
         v = v[..., None]
     v = v.reshape((1,) * (3 - grid.ndim) + v.shape)
