@@ -143,52 +143,78 @@ def _nanmin(a, b):
 
 # add(buf, o3, w3, yd, yh, xc): overlap-add one output patch ``o3`` (pd, ph, pw * C) into
 # ``buf`` at (yd, yh, xc). One function per reduction, so that a kernel compiles only the
-# variant it uses.
+# variant it uses. Both arrays are C-contiguous, so each patch row is a run of ``n``
+# values at a flat offset. The offsets are unsigned, which spares numba's negative-index
+# wraparound in the inner loop: with rows as short as 9 values (9^3 volumes) this makes
+# the merge about 1.5x faster than slicing a row view per patch row.
+
+
+@njit(inline="always")
+def _flat(buf, o3, yd, yh, xc):
+    """Flat views of ``buf`` and ``o3`` and the flat offset of the patch's first row."""
+    row0 = ((yd * buf.shape[1]) + yh) * buf.shape[2] + xc
+    return buf.reshape(buf.size), o3.reshape(o3.size), row0
 
 
 @njit(inline="always")
 def add_sum(buf, o3, w3, yd, yh, xc):
     pd, ph, n = o3.shape
+    dst, src, row0 = _flat(buf, o3, yd, yh, xc)
+    s = np.uint64(0)
     for a in range(pd):
-        for b in range(ph):
-            row = buf[yd + a, yh + b, xc : xc + n]
-            src = o3[a, b]
+        t = np.uint64(row0 + a * buf.shape[1] * buf.shape[2])
+        for _ in range(ph):
             for k in range(n):
-                row[k] += src[k]
+                q = np.uint64(k)
+                dst[t + q] += src[s + q]
+            t += np.uint64(buf.shape[2])
+            s += np.uint64(n)
 
 
 @njit(inline="always")
 def add_weighted(buf, o3, w3, yd, yh, xc):
     pd, ph, n = o3.shape
+    dst, src, row0 = _flat(buf, o3, yd, yh, xc)
+    wts = w3.reshape(w3.size)
+    s = np.uint64(0)
     for a in range(pd):
-        for b in range(ph):
-            row = buf[yd + a, yh + b, xc : xc + n]
-            src = o3[a, b]
-            wr = w3[a, b]
+        t = np.uint64(row0 + a * buf.shape[1] * buf.shape[2])
+        for _ in range(ph):
             for k in range(n):
-                row[k] += wr[k] * src[k]
+                q = np.uint64(k)
+                dst[t + q] += wts[s + q] * src[s + q]
+            t += np.uint64(buf.shape[2])
+            s += np.uint64(n)
 
 
 @njit(inline="always")
 def add_max(buf, o3, w3, yd, yh, xc):
     pd, ph, n = o3.shape
+    dst, src, row0 = _flat(buf, o3, yd, yh, xc)
+    s = np.uint64(0)
     for a in range(pd):
-        for b in range(ph):
-            row = buf[yd + a, yh + b, xc : xc + n]
-            src = o3[a, b]
+        t = np.uint64(row0 + a * buf.shape[1] * buf.shape[2])
+        for _ in range(ph):
             for k in range(n):
-                row[k] = _nanmax(row[k], src[k])
+                q = np.uint64(k)
+                dst[t + q] = _nanmax(dst[t + q], src[s + q])
+            t += np.uint64(buf.shape[2])
+            s += np.uint64(n)
 
 
 @njit(inline="always")
 def add_min(buf, o3, w3, yd, yh, xc):
     pd, ph, n = o3.shape
+    dst, src, row0 = _flat(buf, o3, yd, yh, xc)
+    s = np.uint64(0)
     for a in range(pd):
-        for b in range(ph):
-            row = buf[yd + a, yh + b, xc : xc + n]
-            src = o3[a, b]
+        t = np.uint64(row0 + a * buf.shape[1] * buf.shape[2])
+        for _ in range(ph):
             for k in range(n):
-                row[k] = _nanmin(row[k], src[k])
+                q = np.uint64(k)
+                dst[t + q] = _nanmin(dst[t + q], src[s + q])
+            t += np.uint64(buf.shape[2])
+            s += np.uint64(n)
 
 
 @njit(parallel=True)
