@@ -233,6 +233,8 @@ def test_interrupt_leaves_no_partial_files(tmp_path, clean):
         [sys.executable, "-m", "patchjit.cli", "run", str(src), "-o", str(out),
          "--func", f"{tmp_path / 'slowcb.py'}:slow", "--patch", "8", "-q"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        # a shell's background job inherits SIGINT ignored: give the child the default
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (out.exists() and any(out.glob("img*.tif"))):

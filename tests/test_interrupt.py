@@ -1,6 +1,7 @@
 """Ctrl-C stops a long run promptly: the engine runs in short waves."""
 
 import _thread
+import signal
 import threading
 import time
 
@@ -37,6 +38,8 @@ def slow_mean(patch, n):
 def _interrupt_after(seconds, call):
     """Run ``call()`` with a KeyboardInterrupt sent after ``seconds``; return when it stopped."""
     timer = threading.Timer(seconds, _thread.interrupt_main)
+    # a shell's background job inherits SIGINT ignored; Python then raises nothing
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
     t0 = time.perf_counter()
     timer.start()
     try:
@@ -45,6 +48,7 @@ def _interrupt_after(seconds, call):
             time.sleep(30)  # finished before the interrupt arrived: wait for it
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, old)
     return time.perf_counter() - t0 - seconds
 
 
