@@ -118,7 +118,7 @@ class PatchGrid:
         image_shape = tuple(int(n) for n in image_shape)
         if not image_shape or any(n < 1 for n in image_shape):
             raise ValueError(f"image shape {image_shape} is empty; every axis must be >= 1")
-        k, channel_axis = resolve_layout(len(image_shape), patch_shape, channel_axis)
+        k, channel_axis = resolve_layout(len(image_shape), patch_shape, channel_axis, image_shape)
         self.image_shape = image_shape
         self.channel_axis = channel_axis
         self.spatial_shape = tuple(n for a, n in enumerate(image_shape) if a != channel_axis)

@@ -82,12 +82,26 @@ def check_choice(value, name: str, choices: Sequence[str]) -> str:
     return value
 
 
-def resolve_layout(ndim: int, patch_shape, channel_axis) -> tuple[int, int | None]:
+# A last axis this short may hold channels (grey+alpha, RGB, RGBA) as well as pixels.
+MAX_CHANNELS_GUESS = 4
+
+
+def resolve_layout(
+    ndim: int, patch_shape, channel_axis, shape=None
+) -> tuple[int, int | None]:
     """Work out how many axes are spatial and which axis (if any) holds channels.
 
-    ``patch_shape`` as a tuple fixes the number of spatial axes: an image with one
-    more axis has channels, on the last axis unless ``channel_axis`` says otherwise.
-    An int ``patch_shape`` makes every axis spatial unless ``channel_axis`` is given.
+    The one channel rule of patchjit (the API, the ops and the command line), after
+    scikit-image's ``channel_axis`` convention:
+
+    - ``channel_axis`` given: that axis holds channels, every other axis is spatial.
+    - ``patch_shape`` a tuple: it names the spatial axes; an image with one more axis
+      has channels on its last axis.
+    - ``patch_shape`` an int and no ``channel_axis``: every axis is spatial. When
+      ``shape`` is given and its last axis is short enough to be channels
+      (``<= 4`` entries, shorter than another axis) the two readings differ, so a
+      ValueError names both and how to choose.
+
     Returns ``(n_spatial, channel_axis or None)`` with ``channel_axis`` non-negative.
     """
     if channel_axis is not None:
@@ -104,6 +118,8 @@ def resolve_layout(ndim: int, patch_shape, channel_axis) -> tuple[int, int | Non
         n_spatial = ndim - 1
     elif isinstance(patch_shape, (numbers.Integral, np.integer)):
         n_spatial = ndim
+        if shape is not None:
+            _refuse_ambiguous_channels(tuple(shape), int(patch_shape))
     else:
         try:
             n_patch = len(patch_shape)
@@ -132,6 +148,20 @@ def resolve_layout(ndim: int, patch_shape, channel_axis) -> tuple[int, int | Non
             f"(image with {ndim} axes, channel_axis={channel_axis})"
         )
     return n_spatial, channel_axis
+
+
+def _refuse_ambiguous_channels(shape: tuple[int, ...], p: int) -> None:
+    if len(shape) < 2:
+        return
+    last = shape[-1]
+    if last <= MAX_CHANNELS_GUESS and last < max(shape[:-1]):
+        k = len(shape) - 1
+        raise ValueError(
+            f"patch_shape={p} on an image of shape {shape} is ambiguous: its last axis "
+            f"({last} entries) may be {last} channels of a {k}-D image or a spatial axis "
+            f"of a {k + 1}-D image. Pass channel_axis=-1 for {last} channels "
+            f"(patches {(p,) * k}), or patch_shape={(p,) * (k + 1)} for {k + 1} spatial axes"
+        )
 
 
 def resolve_threads(threads) -> int | None:

@@ -11,6 +11,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from . import _engine as E
 from . import _kernels as K
 from ._callback import check_args, resolve
+from ._cast import to_dtype
 from ._grid import PatchGrid
 from ._validate import as_image, check_choice, resolve_threads
 
@@ -50,25 +51,6 @@ def _check_out(out, shape, image):
         raise ValueError("out is read-only; pass a writeable array")
     if image is not None and np.shares_memory(out, image):
         raise ValueError("out shares memory with the input; pass a separate array")
-
-
-def _cast(result, dtype, out):
-    """Cast a float result to ``dtype``: integers are rounded and clipped to range."""
-    if dtype.kind in "iu":
-        bad = np.isnan(result)
-        if bad.any():
-            raise ValueError(
-                f"the result has {int(bad.sum())} NaN pixels (not covered by any patch with "
-                f"edge='valid', or NaN in the data), which integer dtype {dtype} cannot "
-                f"hold; ask for a float dtype"
-            )
-        info = np.iinfo(dtype)
-        np.rint(result, out=result)
-        np.clip(result, info.min, info.max, out=result)
-    if out is not None:
-        np.copyto(out, result, casting="unsafe")
-        return out
-    return result.astype(dtype, copy=False)
 
 
 def _source4(img: np.ndarray, grid: PatchGrid, pad_mode, pad_value) -> np.ndarray:
@@ -309,7 +291,7 @@ def process_image(
     E.prepare_process_callback(func, take, oview, src, acc_dtype, args)
     with _running(threads, progress, grid.n_patches) as bar:
         result = _merge(src, take, oview, func, args, grid, acc_dtype, red, bar)
-    return _cast(result, out_dtype, out)
+    return to_dtype(result, out_dtype, out)
 
 
 def map_patches(
@@ -396,11 +378,14 @@ def map_patches(
     src = _source4(img, grid, pad_mode, pad_value)
     take, _ = K.VIEWS[(grid.ndim, grid.channel_axis is not None)]
     E.prepare_map_callback(func, take, src, args)
-    res = np.empty(E.canonical3(grid.grid_shape, 1), dtype=acc_dtype)
+    # Store the callback's values at least as precisely as the requested dtype holds
+    # them: float64 for float64 and integer outputs (no rounding through float32).
+    res_dtype = np.float64 if out_dtype.kind in "iu" else np.result_type(acc_dtype, out_dtype)
+    res = np.empty(E.canonical3(grid.grid_shape, 1), dtype=res_dtype)
     origins3 = E.canonical3(grid.origins, np.zeros(1, dtype=np.int64))
     with _running(threads, progress, grid.n_patches) as bar:
         E.run_map(src, take, func, args, origins3, E.canonical3(grid.patch_shape, 1), res, bar)
-    return _cast(res.reshape(grid.grid_shape), out_dtype, None)
+    return to_dtype(res.reshape(grid.grid_shape), out_dtype)
 
 
 def patchify(image, patch_shape, step=1, *, channel_axis=None):
@@ -564,4 +549,4 @@ def unpatchify(
     with _running(threads, progress, grid.n_patches) as bar:
         result = _merge(stacked, K.take_stacked, K.oview_flat, K.copy_stacked, (), grid,
                         acc_dtype, red, bar)  # fmt: skip
-    return _cast(result, out_dtype, out)
+    return to_dtype(result, out_dtype, out)
