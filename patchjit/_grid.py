@@ -10,7 +10,7 @@ import itertools
 
 import numpy as np
 
-from ._validate import check_choice, per_axis, resolve_layout
+from ._validate import check_choice, per_axis, resolve_layout, resolve_step
 from ._windows import window_weights
 
 EDGES = ("cover", "valid", "pad")
@@ -54,8 +54,12 @@ class PatchGrid:
         Shape of the image, channels included.
     patch_shape : int or tuple of int
         Patch size per spatial axis; an int applies to every spatial axis.
-    step : int or tuple of int, default 1
-        Distance between neighbouring patch origins, per spatial axis.
+    step : int or tuple of int, optional
+        Distance between neighbouring patch origins, per spatial axis (default 1).
+    overlap : float or tuple of float, optional
+        Instead of ``step``: the fraction of a patch that neighbouring patches share,
+        in ``[0, 1)``; the step is ``max(1, int(patch * (1 - overlap)))`` per axis
+        (MONAI's rule). Giving both ``step`` and ``overlap`` is an error.
     edge : {"cover", "valid", "pad"}, default "cover"
         ``"cover"`` adds one patch flush with the far border where the regular grid
         stops short of it; ``"valid"`` keeps the regular grid only (pixels that no patch
@@ -107,9 +111,10 @@ class PatchGrid:
         self,
         image_shape,
         patch_shape,
-        step=1,
+        step=None,
         edge: str = "cover",
         *,
+        overlap=None,
         channel_axis=None,
         window=None,
         sigma=None,
@@ -124,7 +129,7 @@ class PatchGrid:
         self.spatial_shape = tuple(n for a, n in enumerate(image_shape) if a != channel_axis)
         self.n_channels = 1 if channel_axis is None else image_shape[channel_axis]
         self.patch_shape = per_axis(patch_shape, k, "patch_shape")
-        self.step = per_axis(step, k, "step")
+        self.step = resolve_step(step, overlap, self.patch_shape)
         self.edge = check_choice(edge, "edge", EDGES)
         self.centered = bool(centered)
         too_big = [a for a, (n, p) in enumerate(zip(self.spatial_shape, self.patch_shape)) if p > n]

@@ -16,6 +16,7 @@ __all__ = [
     "check_choice",
     "per_axis",
     "resolve_layout",
+    "resolve_step",
     "resolve_threads",
 ]
 
@@ -162,6 +163,48 @@ def _refuse_ambiguous_channels(shape: tuple[int, ...], p: int) -> None:
             f"of a {k + 1}-D image. Pass channel_axis=-1 for {last} channels "
             f"(patches {(p,) * k}), or patch_shape={(p,) * (k + 1)} for {k + 1} spatial axes"
         )
+
+
+def resolve_step(step, overlap, patch_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Per-axis step from ``step`` or from ``overlap`` (never both).
+
+    ``overlap`` is a fraction in ``[0, 1)``, one for all axes or one per axis; the
+    step is then ``max(1, int(patch * (1 - overlap)))`` per axis, MONAI's rule for
+    ``sliding_window_inference``, so the same ``overlap`` gives the same windows in
+    both tools. With neither, the step is 1.
+
+    Examples
+    --------
+    >>> resolve_step(None, 0.25, (128, 128))
+    (96, 96)
+    >>> resolve_step(None, (0.5, 0.0), (10, 3))
+    (5, 3)
+    >>> resolve_step(2, None, (8, 8))
+    (2, 2)
+    """
+    k = len(patch_shape)
+    if overlap is None:
+        return per_axis(1 if step is None else step, k, "step")
+    if step is not None:
+        raise ValueError(
+            f"give either step or overlap, not both (got step={step!r}, overlap={overlap!r})"
+        )
+    values = overlap if isinstance(overlap, Sequence | np.ndarray) else (overlap,) * k
+    values = tuple(values)
+    if len(values) != k:
+        raise ValueError(
+            f"overlap {overlap!r} has {len(values)} entries but there are {k} spatial "
+            f"axes; give one fraction per spatial axis or a single number"
+        )
+    for v in values:
+        if not isinstance(v, numbers.Real) or isinstance(v, bool):
+            raise TypeError(f"overlap must be a number or a tuple of numbers, got {overlap!r}")
+        if not 0 <= v < 1:
+            raise ValueError(
+                f"overlap must be in [0, 1) on every axis (a fraction of the patch), "
+                f"got {overlap!r}"
+            )
+    return tuple(max(1, int(p * (1 - float(v)))) for p, v in zip(patch_shape, values))
 
 
 def resolve_threads(threads) -> int | None:

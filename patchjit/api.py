@@ -167,8 +167,9 @@ def process_image(
     image,
     func,
     patch_shape,
-    step=1,
+    step=None,
     *,
+    overlap=None,
     args=(),
     edge="cover",
     dtype=None,
@@ -201,8 +202,13 @@ def process_image(
         once per combination of types and reused on later calls.
     patch_shape : int or tuple of int
         Patch size per spatial axis (an int applies to all).
-    step : int or tuple of int, default 1
-        Stride between patches, per spatial axis.
+    step : int or tuple of int, optional
+        Stride between patches, per spatial axis (default 1).
+    overlap : float or tuple of float, optional
+        Instead of ``step``: the fraction in ``[0, 1)`` of a patch that neighbours
+        share; ``step = max(1, int(patch * (1 - overlap)))`` per axis, MONAI's rule, so
+        the same ``overlap`` gives the same windows as MONAI's
+        ``sliding_window_inference``. Giving both ``step`` and ``overlap`` is an error.
     args : tuple, optional
         Extra arguments passed to ``func`` unchanged (numbers, arrays, tuples).
     edge : {"cover", "valid", "pad"}, default "cover"
@@ -275,8 +281,8 @@ def process_image(
     """
     img = as_image(image)
     grid = PatchGrid(
-        img.shape, patch_shape, step, edge, channel_axis=channel_axis, window=window,
-        sigma=sigma,
+        img.shape, patch_shape, step, edge, overlap=overlap, channel_axis=channel_axis,
+        window=window, sigma=sigma,
     )  # fmt: skip
     red = _check_merge_geometry(grid, reduce)
     _check_pad(grid, img.dtype, pad_mode, pad_value)
@@ -298,8 +304,9 @@ def map_patches(
     image,
     func,
     patch_shape,
-    step=1,
+    step=None,
     *,
+    overlap=None,
     args=(),
     edge="valid",
     dtype=None,
@@ -319,7 +326,9 @@ def map_patches(
         ``func(patch, *args) -> number``, a ``numba.njit`` function (plain Python
         functions are compiled with ``numba.njit``).
     patch_shape, step : int or tuple of int
-        Patch size and stride per spatial axis.
+        Patch size and stride per spatial axis (default stride 1).
+    overlap : float or tuple of float, optional
+        Instead of ``step``, as in :func:`process_image`.
     args : tuple, optional
         Extra arguments passed to ``func`` unchanged.
     edge : {"valid", "cover", "pad"}, default "valid"
@@ -368,7 +377,10 @@ def map_patches(
            [5., 5., 5.]])
     """
     img = as_image(image)
-    grid = PatchGrid(img.shape, patch_shape, step, edge, channel_axis=channel_axis, centered=True)
+    grid = PatchGrid(
+        img.shape, patch_shape, step, edge, overlap=overlap, channel_axis=channel_axis,
+        centered=True,
+    )  # fmt: skip
     _check_pad(grid, img.dtype, pad_mode, pad_value)
     threads = resolve_threads(threads)
     func = resolve(func)
@@ -388,7 +400,7 @@ def map_patches(
     return to_dtype(res.reshape(grid.grid_shape), out_dtype)
 
 
-def patchify(image, patch_shape, step=1, *, channel_axis=None):
+def patchify(image, patch_shape, step=None, *, overlap=None, channel_axis=None):
     """Zero-copy, read-only view of every patch of the regular grid.
 
     Parameters
@@ -396,7 +408,9 @@ def patchify(image, patch_shape, step=1, *, channel_axis=None):
     image : numpy.ndarray
         1-D, 2-D or 3-D image, optionally with a channel axis.
     patch_shape, step : int or tuple of int
-        Patch size and stride per spatial axis.
+        Patch size and stride per spatial axis (default stride 1).
+    overlap : float or tuple of float, optional
+        Instead of ``step``, as in :func:`process_image`.
     channel_axis : int, optional
         Axis holding channels (default: the last, when the image has one more axis than
         ``patch_shape``).
@@ -424,7 +438,9 @@ def patchify(image, patch_shape, step=1, *, channel_axis=None):
         image = as_image(image)
     elif image.size == 0 or image.ndim == 0:
         as_image(image)  # raises the right error
-    grid = PatchGrid(image.shape, patch_shape, step, "valid", channel_axis=channel_axis)
+    grid = PatchGrid(
+        image.shape, patch_shape, step, "valid", overlap=overlap, channel_axis=channel_axis
+    )
     k = grid.ndim
     v = image if grid.channel_axis is None else np.moveaxis(image, grid.channel_axis, -1)
     win = sliding_window_view(v, grid.patch_shape, axis=tuple(range(k)))
@@ -436,8 +452,9 @@ def patchify(image, patch_shape, step=1, *, channel_axis=None):
 def unpatchify(
     patches,
     image_shape,
-    step=1,
+    step=None,
     *,
+    overlap=None,
     edge="cover",
     channel_axis=None,
     window=None,
@@ -461,8 +478,10 @@ def unpatchify(
         of the grid. Flattened patches with channels need ``channel_axis``.
     image_shape : tuple of int
         Shape of the image to rebuild, channels included.
-    step : int or tuple of int, default 1
-        Stride the patches were taken with.
+    step : int or tuple of int, optional
+        Stride the patches were taken with (default 1).
+    overlap : float or tuple of float, optional
+        Instead of ``step``, as in :func:`process_image`.
     edge : {"cover", "valid"}, default "cover"
         Grid the patches follow (see :class:`PatchGrid`). :func:`patchify` gives the
         ``"valid"`` grid; both are the same when ``(size - patch) % step == 0``. Pixels no
@@ -518,7 +537,7 @@ def unpatchify(
     lead = n_spatial if grid_form else 1
     patch_shape = arr.shape[lead : lead + n_spatial]
     grid = PatchGrid(
-        image_shape, patch_shape, step, edge, channel_axis=channel_axis,
+        image_shape, patch_shape, step, edge, overlap=overlap, channel_axis=channel_axis,
         window=window, sigma=sigma,
     )  # fmt: skip
     if edge == "pad":
