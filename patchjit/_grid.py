@@ -132,12 +132,6 @@ class PatchGrid:
         self.step = resolve_step(step, overlap, self.patch_shape)
         self.edge = check_choice(edge, "edge", EDGES)
         self.centered = bool(centered)
-        too_big = [a for a, (n, p) in enumerate(zip(self.spatial_shape, self.patch_shape)) if p > n]
-        if too_big:
-            raise ValueError(
-                f"patch_shape {self.patch_shape} is larger than the image's spatial shape "
-                f"{self.spatial_shape} on axis {too_big[0]}; patches must fit in the image"
-            )
         if edge == "pad":
             self.pad_width = tuple(
                 axis_padding(n, p, s, self.centered)
@@ -148,6 +142,15 @@ class PatchGrid:
         self.padded_shape = tuple(
             n + b + a for n, (b, a) in zip(self.spatial_shape, self.pad_width)
         )
+        # With edge="pad", patches need only fit the padded image, as in scipy.ndimage.
+        sizes = zip(self.padded_shape, self.patch_shape)
+        too_big = [a for a, (n, p) in enumerate(sizes) if p > n]
+        if too_big:
+            raise ValueError(
+                f"patch_shape {self.patch_shape} is larger than the image's spatial shape "
+                f"{self.spatial_shape} on axis {too_big[0]}; patches must fit in the image "
+                f"(or use edge='pad', which pads the image to fit)"
+            )
         grid_edge = "valid" if edge == "pad" else edge
         self.origins = tuple(
             axis_origins(n, p, s, grid_edge)

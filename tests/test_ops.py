@@ -153,8 +153,10 @@ def test_dct_denoise_channels_is_per_channel(rng):
 @pytest.mark.parametrize("p", [8, 16, 5])
 def test_dct_denoise_color_op(rng, p):
     img = noisy_image(rng, (36, 33, 3))
-    got = ops.get("dct-denoise")(img, p, sigma=SIGMA)
+    got = ops.get("dct-denoise")(img, p, sigma=SIGMA, channel_axis=-1)
     np.testing.assert_allclose(got, ref_color(img, p, SIGMA), atol=1e-9)
+    # a tuple patch_shape of the spatial rank says "channels last" too
+    np.testing.assert_array_equal(ops.get("dct-denoise")(img, (p, p), sigma=SIGMA), got)
 
 
 @pytest.mark.slow  # the per-patch colour callback is a big compile (~8 s)
@@ -183,7 +185,7 @@ def test_dct_op_grey_options_and_channels(rng):
         np.testing.assert_allclose(op(img, 8, step, sigma=SIGMA, **opts), expected, atol=1e-9)
     # more than 3 channels: each channel on its own
     img4 = noisy_image(rng, (20, 18, 4))
-    got = op(img4, 8, sigma=SIGMA)
+    got = op(img4, 8, sigma=SIGMA, channel_axis=2)
     assert got.shape == img4.shape
     np.testing.assert_allclose(got[..., 3], ref_dct_denoise(img4[..., 3], 8, SIGMA), atol=1e-9)
 
@@ -251,10 +253,35 @@ def test_median_nan_patch():
 
 def test_map_ops_on_colour_images_are_per_channel(rng):
     img = rng.normal(size=(10, 9, 3))
-    got = ops.get("local-std")(img)
+    got = ops.get("local-std")(img, channel_axis=-1)
     for c in range(3):
         expected = ndi.generic_filter(img[..., c], np.std, size=3, mode="mirror")
         np.testing.assert_allclose(got[..., c], expected, atol=1e-12)
+    # channels first: the result keeps the input's axes
+    first = ops.get("local-std")(np.moveaxis(img, -1, 0), channel_axis=0)
+    np.testing.assert_allclose(first, np.moveaxis(got, -1, 0), atol=1e-12)
+
+
+def test_ops_follow_the_api_channel_rule():
+    rgb = np.zeros((12, 12, 3))
+    for name in ("identity", "median"):
+        with pytest.raises(ValueError, match="ambiguous.*channel_axis=-1"):
+            ops.get(name)(rgb)
+        with pytest.raises(ValueError, match="ambiguous"):
+            ops.get(name)(rgb, 3)
+        with pytest.raises(ValueError, match="ambiguous"):
+            patchjit.process_image(rgb, ops.identity, 3)
+    # a volume of 3 slices is a volume when the patch says so
+    assert ops.get("identity")(rgb, (3, 3, 3)).shape == rgb.shape
+
+
+def test_map_ops_accept_images_smaller_than_the_patch(rng):
+    img = rng.normal(size=(2, 3))
+    got = ops.get("median")(img, 5)
+    np.testing.assert_array_equal(got, ndi.median_filter(img, size=5, mode="mirror"))
+    np.testing.assert_allclose(
+        ops.get("local-std")(img, 7), ndi.generic_filter(img, np.std, 7, mode="mirror")
+    )
 
 
 # --- registry and validation -------------------------------------------------------------
@@ -306,7 +333,7 @@ def test_option_validation():
     dct = ops.get("dct-denoise")
     with pytest.raises(ValueError, match="2-D images"):
         dct(np.zeros((10, 10, 10)), sigma=1)
-    with pytest.raises(ValueError, match="has 3 entries but the image has 2 axes"):
+    with pytest.raises(ValueError, match="has 3 axes but the image has only 2"):
         dct(img, (8, 8, 8), sigma=1)
 
 

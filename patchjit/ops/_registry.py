@@ -11,6 +11,7 @@ import numpy as np
 from numba import njit
 
 from .._engine import accumulation_dtype
+from .._validate import as_image, per_axis, resolve_layout, resolve_step
 from ..api import map_patches, process_image
 from . import _basic, _dct
 
@@ -57,12 +58,13 @@ class Op:
     ``"reflect"`` = scipy's ``"mirror"``) at step 1, so each output pixel is the value of
     the patch centred on it.
 
-    Images: 1-D, 2-D or 3-D, optionally with a channel axis *last*. With an int
-    ``patch_shape`` (or the default), a 3-D image whose last axis has at most 4 entries
-    is taken as a 2-D image with channels ``(H, W, C)``; otherwise a 3-D image is a
-    volume. A tuple ``patch_shape`` decides explicitly: as many entries as the image has
-    axes means no channel axis, one fewer means channels last. Channels are processed
-    independently, except by ``dct-denoise``, which decorrelates RGB first.
+    Images: 1-D, 2-D or 3-D, optionally with one channel axis, under the same channel
+    rule as :func:`patchjit.process_image`: ``channel_axis=`` names the channel axis; a
+    tuple ``patch_shape`` with one entry fewer than the image has axes means channels
+    last; an int (or the default) ``patch_shape`` makes every axis spatial, and is
+    refused as ambiguous on an image whose last axis could be channels (``<= 4``
+    entries) unless ``channel_axis`` is given. Channels are processed independently,
+    except by ``dct-denoise``, which decorrelates RGB first.
 
     Attributes
     ----------
@@ -103,10 +105,12 @@ class Op:
         self,
         image,
         patch_shape=None,
-        step=1,
+        step=None,
         *,
+        overlap=None,
         edge=None,
         window=None,
+        channel_axis=None,
         threads=None,
         progress=False,
         **params,
@@ -119,13 +123,19 @@ class Op:
             Image (see the class notes on channels).
         patch_shape : int or tuple of int, optional
             Patch size per spatial axis; default :attr:`default_patch` on every axis.
-        step : int or tuple of int, default 1
+        step : int or tuple of int, optional
             Stride between patches (``process`` ops only; ``map`` ops need 1).
+        overlap : float or tuple of float, optional
+            Instead of ``step`` (``process`` ops), as in :func:`patchjit.process_image`.
         edge : str, optional
             ``process`` ops: ``"cover"`` (default), ``"valid"`` or ``"pad"`` (reflect
             padding), as in :func:`patchjit.process_image`. ``map`` ops: only ``"pad"``.
         window : str or array_like, optional
             Merge weights for ``process`` ops (see :func:`patchjit.process_image`).
+        channel_axis : int, optional
+            Axis holding channels, as in :func:`patchjit.process_image` (the same
+            channel rule: an int or default ``patch_shape`` on an image whose last axis
+            could be channels is refused as ambiguous unless this is given).
         threads : int, optional
             Number of threads (default: all).
         progress : bool, default False
@@ -146,19 +156,20 @@ class Op:
             or options the op does not support.
         """
         values = self._check_params(params)
-        img = np.asarray(image)
-        if img.ndim == 0:
-            raise ValueError(f"op {self.name!r}: image must have at least one axis")
-        spatial, has_channels = _layout(img, patch_shape)
-        if patch_shape is None:
-            patch_shape = (self.default_patch,) * spatial
+        img = as_image(image)
+        size = self.default_patch if patch_shape is None else patch_shape
+        spatial, channel_axis = resolve_layout(img.ndim, size, channel_axis, img.shape)
+        patch_shape = per_axis(size, spatial, "patch_shape")
+        has_channels = channel_axis is not None
+        if has_channels:
+            img = np.moveaxis(img, channel_axis, -1)
         if self.kind == "map":
             if edge not in (None, "pad"):
                 raise ValueError(
                     f"op {self.name!r} is a map op: it gives one value per pixel from the "
                     f"patch centred on it, so edge must be 'pad' (the default), not {edge!r}"
                 )
-            if np.any(np.asarray(step) != 1):
+            if overlap is not None or np.any(np.asarray(1 if step is None else step) != 1):
                 raise ValueError(
                     f"op {self.name!r} is a map op: step must be 1 for the result to have "
                     f"the image's shape, got {step!r}"
@@ -167,9 +178,11 @@ class Op:
                 raise ValueError(f"op {self.name!r} is a map op: window does not apply")
         options = {"threads": threads, "progress": progress}
         if self.kind == "process":
+            step = resolve_step(step, overlap, patch_shape)
             options.update(edge="cover" if edge is None else edge, window=window)
         run = _IMPLS[self.name]
-        return run(img, patch_shape, step, spatial, has_channels, options, values)
+        result = run(img, patch_shape, step, spatial, has_channels, options, values)
+        return np.moveaxis(result, -1, channel_axis) if has_channels else result
 
     def _check_params(self, params: dict) -> dict:
         known = {p.name: p for p in self.params}
@@ -209,30 +222,6 @@ def _convert(op_name: str, p: Param, value):
     if p.type is int and isinstance(value, float) and value != converted:
         raise ValueError(f"op {op_name!r}: parameter {p.name!r} must be an integer, got {value!r}")
     return converted
-
-
-def _layout(img: np.ndarray, patch_shape) -> tuple[int, bool]:
-    """Number of spatial axes and whether the last axis holds channels."""
-    if patch_shape is not None and not isinstance(patch_shape, (numbers.Integral, np.integer)):
-        try:
-            k = len(patch_shape)
-        except TypeError:
-            raise TypeError(
-                f"patch_shape must be an int or a tuple of ints, got {patch_shape!r}"
-            ) from None
-        if img.ndim == k:
-            return k, False
-        if img.ndim == k + 1:
-            return k, True
-        raise ValueError(
-            f"patch_shape {tuple(patch_shape)} has {k} entries but the image has "
-            f"{img.ndim} axes; give one entry per spatial axis (channels, if any, last)"
-        )
-    if img.ndim == 3 and img.shape[-1] <= 4:
-        return 2, True
-    if img.ndim == 4:
-        return 3, True
-    return img.ndim, False
 
 
 def _per_channel(img, has_channels, run_one):
@@ -291,8 +280,7 @@ def _run_dct(img, patch_shape, step, spatial, has_channels, options, params):
             f"op 'dct-denoise' works on 2-D images (H, W) or (H, W, C), got an image of shape "
             f"{img.shape} with {spatial} spatial axes"
         )
-    ps = (patch_shape,) * 2 if isinstance(patch_shape, numbers.Integral) else patch_shape
-    ps = tuple(int(p) for p in ps)
+    ps = patch_shape
     args = (float(params["sigma"]),)
     func = _DCT_GRAY.get(ps[0], _dct.dct_denoise) if ps[0] == ps[1] else _dct.dct_denoise
 
