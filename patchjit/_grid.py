@@ -159,6 +159,7 @@ class PatchGrid:
         self.grid_shape = tuple(len(o) for o in self.origins)
         self.n_patches = int(np.prod(self.grid_shape))
         self.window = window
+        self.sigma = sigma
         self.window_vectors, self.window_array = window_weights(window, self.patch_shape, sigma)
 
     @property

@@ -87,9 +87,7 @@ def check_choice(value, name: str, choices: Sequence[str]) -> str:
 MAX_CHANNELS_GUESS = 4
 
 
-def resolve_layout(
-    ndim: int, patch_shape, channel_axis, shape=None
-) -> tuple[int, int | None]:
+def resolve_layout(ndim: int, patch_shape, channel_axis, shape=None) -> tuple[int, int | None]:
     """Work out how many axes are spatial and which axis (if any) holds channels.
 
     The one channel rule of patchjit (the API, the ops and the command line), after

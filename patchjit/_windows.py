@@ -83,6 +83,41 @@ def window_weights(window, patch_shape: tuple[int, ...], sigma=None):
     return _separate(arr), arr
 
 
+def check_representable(full, dtype, window, sigma) -> None:
+    """Refuse window weights too small for accumulation in ``dtype``.
+
+    Merging computes ``sum(w * out) / sum(w)``; it returns the image exactly for the
+    identity callback only while every ``w * value`` is a normal number of ``dtype``.
+    A narrow gaussian's tails underflow instead (``sigma=0.5`` over 16 pixels reaches
+    ``1e-49``, below float32's range; ``sigma=0.05`` reaches 0 in float64), which would
+    give border pixels zero or garbled weight. Weights below ``sqrt(finfo.tiny)`` are
+    therefore refused, with the smallest sigma that works.
+    """
+    if full is None:
+        return
+    dtype = np.dtype(dtype)
+    floor = float(np.sqrt(np.finfo(dtype).tiny))
+    smallest = float(full.min())
+    if smallest >= floor:
+        return
+    hint = ""
+    if window == "gaussian":
+        # each axis' edge weight is exp(-d^2 / (2 s^2)), d = (p - 1) / 2; the product
+        # over axes must stay >= floor, so each axis gets floor ** (1 / ndim).
+        per_axis = np.log(1 / floor) / full.ndim
+        need = tuple(
+            round(float((p - 1) / 2 / np.sqrt(2 * per_axis)) + 0.005, 2) for p in full.shape
+        )
+        hint = f"; use sigma >= {need[0] if len(set(need)) == 1 else need} for this patch"
+    what = f"window {window!r}" + (f" with sigma={sigma!r}" if sigma is not None else "")
+    wider = ", or pass a float64 image (float64 accumulation)" if dtype.itemsize < 8 else ""
+    raise ValueError(
+        f"{what} has weights down to {smallest:.3g}, too small to represent "
+        f"in {dtype} accumulation (minimum {floor:.3g}): border pixels would lose their "
+        f"weight{hint}{wider}"
+    )
+
+
 def _sigmas(window, sigma, patch_shape):
     if window != "gaussian":
         if sigma is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 
 import numpy as np
@@ -14,6 +15,7 @@ from ._callback import check_args, resolve
 from ._cast import to_dtype
 from ._grid import PatchGrid
 from ._validate import as_image, check_choice, resolve_threads
+from ._windows import check_representable
 
 REDUCTIONS = ("mean", "sum", "max", "min")
 PAD_MODES = ("reflect", "symmetric", "edge", "constant", "wrap", "linear_ramp",
@@ -95,6 +97,12 @@ def _check_pad(grid: PatchGrid, img_dtype, pad_mode, pad_value):
             )
 
 
+def _check_window(grid: PatchGrid, acc_dtype) -> None:
+    """Refuse window weights that ``acc_dtype`` accumulation cannot represent."""
+    sigma = None if grid.window != "gaussian" else grid.sigma
+    check_representable(grid.window_array, acc_dtype, grid.window, sigma)
+
+
 def _check_merge_geometry(grid: PatchGrid, reduce):
     red = check_choice(reduce, "reduce", REDUCTIONS)
     if red in ("max", "min") and grid.window is not None:
@@ -158,6 +166,64 @@ def _running(threads, progress, total):
     finally:
         if bar is not None:
             bar.close()
+
+
+def _patches_layout(shape, image_shape, step, overlap, edge, channel_axis, window, sigma):
+    """The :class:`PatchGrid` that ``unpatchify`` reads patches of ``shape`` on.
+
+    The readings, in order of preference (the first that fits the geometry wins):
+    the grid form ``(*grid_shape, *patch_shape)``; the grid form with channels last
+    ``(*grid_shape, *patch_shape, C)`` (``2 * len(image_shape) - 1`` axes, what
+    :func:`patchify` returns for an image with channels); the flattened form
+    ``(n_patches, *patch_shape)``. ``channel_axis`` (or ``step``/``overlap`` given as a
+    tuple, one entry per spatial axis) narrows the choice. ``edge=None`` takes the
+    ``"cover"`` grid if the patches fit it, else the ``"valid"`` one (:func:`patchify`'s).
+    """
+    m, nd = len(image_shape), len(shape)
+    if channel_axis is not None:
+        k = m - 1
+        readings = [(True, k)] if nd == 2 * k + 1 else [(False, k)] if nd == k + 2 else []
+    else:
+        readings = [(True, m, None)] if nd == 2 * m else []
+        if nd == 2 * m - 1 and m >= 2:
+            readings.append((True, m - 1, m - 1))
+        if nd == m + 1:
+            readings.append((False, m, None))
+        readings = [(g, k) for g, k, _ in readings]
+    ranks = {len(v) for v in (step, overlap) if isinstance(v, (tuple, list, np.ndarray))}
+    readings = [(g, k) for g, k in readings if not ranks or ranks == {k}]
+    if not readings:
+        with_c = " with channels" if channel_axis is not None else ""
+        raise ValueError(
+            f"patches with {nd} axes do not match image_shape {image_shape}{with_c}: "
+            f"expected the grid form (*grid_shape, *patch_shape[, C]) or the flattened "
+            f"form (n_patches, *patch_shape[, C]); for flattened patches with channels "
+            f"pass channel_axis"
+        )
+    error = None
+    edges = ("cover", "valid") if edge is None else (edge,)
+    for (grid_form, k), edge in itertools.product(readings, edges):
+        ch = channel_axis if channel_axis is not None else (m - 1 if k < m else None)
+        lead = k if grid_form else 1
+        try:
+            grid = PatchGrid(
+                image_shape, tuple(shape[lead : lead + k]), step, edge, overlap=overlap,
+                channel_axis=ch, window=window, sigma=sigma,
+            )  # fmt: skip
+        except ValueError as exc:
+            error = error or exc
+            continue
+        tail = grid.patch_shape + ((grid.n_channels,) if ch is not None else ())
+        want = grid.grid_shape if grid_form else (grid.n_patches,)
+        if tuple(shape[lead:]) == tail and tuple(shape[:lead]) == want:
+            return grid
+        error = error or ValueError(
+            f"{math.prod(shape[:lead])} patches of shape {tuple(shape[lead:])} do not fit "
+            f"the grid of image shape {image_shape}, patch {grid.patch_shape}, step "
+            f"{grid.step}, edge {edge!r}: it has {grid.n_patches} patches, grid "
+            f"{grid.grid_shape}, each of shape {tail}"
+        )
+    raise error
 
 
 # --- public API ---------------------------------------------------------------------
@@ -290,6 +356,7 @@ def process_image(
     func = resolve(func)
     args = check_args(args)
     acc_dtype = E.accumulation_dtype(img.dtype)
+    _check_window(grid, acc_dtype)
     out_dtype = _output_dtype(dtype, acc_dtype, out)
     _check_out(out, img.shape, img)
     src = _source4(img, grid, pad_mode, pad_value)
@@ -455,7 +522,7 @@ def unpatchify(
     step=None,
     *,
     overlap=None,
-    edge="cover",
+    edge=None,
     channel_axis=None,
     window=None,
     sigma=None,
@@ -482,13 +549,18 @@ def unpatchify(
         Stride the patches were taken with (default 1).
     overlap : float or tuple of float, optional
         Instead of ``step``, as in :func:`process_image`.
-    edge : {"cover", "valid"}, default "cover"
+    edge : {None, "cover", "valid"}, default None
         Grid the patches follow (see :class:`PatchGrid`). :func:`patchify` gives the
-        ``"valid"`` grid; both are the same when ``(size - patch) % step == 0``. Pixels no
-        patch covers are NaN.
+        ``"valid"`` grid; both are the same when ``(size - patch) % step == 0``. The
+        default takes ``"cover"`` when the number of patches fits it, else ``"valid"``,
+        so ``unpatchify(patchify(x, p, s), x.shape, s)`` always rebuilds ``x``. Pixels
+        no patch covers are NaN.
     channel_axis : int, optional
         Axis of ``image_shape`` holding channels. Without it, channels are inferred only
-        from the grid form (patches with ``2 * len(image_shape) - 1`` axes).
+        from the grid form (patches with ``2 * len(image_shape) - 1`` axes, channels
+        last, as :func:`patchify` returns them); this reading wins over flattened
+        patches whenever both fit (a ``(10, 3)`` signal with patches ``(4, 4, 3)``). Give
+        ``step`` as a tuple, one entry per spatial axis, to choose the other reading.
     window, sigma, reduce, dtype, out, threads, progress
         As in :func:`process_image`.
 
@@ -512,52 +584,14 @@ def unpatchify(
     """
     arr = as_image(patches, "patches")
     image_shape = tuple(int(n) for n in image_shape)
-    m = len(image_shape)
-    if channel_axis is not None:
-        k = m - 1
-        grid_form = arr.ndim == 2 * k + 1
-        if not grid_form and arr.ndim != k + 2:
-            raise ValueError(
-                f"patches with {arr.ndim} axes do not match image_shape {image_shape} with "
-                f"channels: expected {2 * k + 1} (grid form) or {k + 2} (flattened) axes"
-            )
-        n_spatial = k
-    elif arr.ndim == 2 * m:
-        grid_form, n_spatial = True, m
-    elif arr.ndim == m + 1:
-        grid_form, n_spatial = False, m
-    elif arr.ndim == 2 * m - 1 and m >= 3:
-        grid_form, n_spatial, channel_axis = True, m - 1, m - 1
-    else:
-        raise ValueError(
-            f"patches with {arr.ndim} axes do not match image_shape {image_shape}: expected "
-            f"{2 * m} axes (grid form) or {m + 1} (flattened); for channels pass channel_axis"
-        )
-    has_c = channel_axis is not None
-    lead = n_spatial if grid_form else 1
-    patch_shape = arr.shape[lead : lead + n_spatial]
-    grid = PatchGrid(
-        image_shape, patch_shape, step, edge, overlap=overlap, channel_axis=channel_axis,
-        window=window, sigma=sigma,
-    )  # fmt: skip
     if edge == "pad":
         raise ValueError("unpatchify takes edge='cover' or 'valid'; 'pad' needs the image")
+    grid = _patches_layout(arr.shape, image_shape, step, overlap, edge, channel_axis, window, sigma)
     red = _check_merge_geometry(grid, reduce)
     nc = grid.n_channels
-    expected_tail = grid.patch_shape + ((nc,) if has_c else ())
-    got_lead = arr.shape[:lead]
-    fits = arr.shape[lead:] == expected_tail and (
-        got_lead == grid.grid_shape if grid_form else got_lead == (grid.n_patches,)
-    )
-    if not fits:
-        raise ValueError(
-            f"{math.prod(got_lead)} patches of shape {arr.shape[lead:]} do not fit the grid "
-            f"of image shape {image_shape}, patch {grid.patch_shape}, step {grid.step}, "
-            f"edge {edge!r}: it has {grid.n_patches} patches, grid {grid.grid_shape}, "
-            f"each of shape {expected_tail}"
-        )
     threads = resolve_threads(threads)
     acc_dtype = E.accumulation_dtype(arr.dtype)
+    _check_window(grid, acc_dtype)
     out_dtype = _output_dtype(dtype, acc_dtype, out)
     _check_out(out, image_shape, arr)
     stacked = arr.reshape(

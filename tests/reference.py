@@ -50,15 +50,28 @@ def accumulation_dtype(dtype) -> np.dtype:
     raise TypeError(f"unsupported image dtype {dtype}")
 
 
+def _exact_int(v: float, lo: int, hi: int) -> int:
+    """One float to an int in [lo, hi]: Python's exact round-half-even, then clip."""
+    if v != v:
+        raise ValueError("NaN has no integer value")
+    if v in (float("inf"), float("-inf")):
+        return hi if v > 0 else lo
+    return min(max(round(v), lo), hi)  # round() of a float is exact, half to even
+
+
 def cast_result(values, dtype):
-    """Cast float64 reference values to the output dtype (rint + clip for ints)."""
+    """Cast reference values to the output dtype.
+
+    Integers: every value rounded half to even and clipped to the dtype's range in
+    exact Python integer arithmetic, one value at a time (no float bounds, so nothing
+    can wrap); NaN raises ValueError. Floats: a plain conversion.
+    """
     dtype = np.dtype(dtype)
-    values = np.asarray(values, dtype=np.float64)
+    values = np.asarray(values)
     if dtype.kind in "iu":
-        info = np.iinfo(dtype)
-        return np.clip(np.rint(values), info.min, info.max).astype(dtype)
-    if dtype.kind == "b":
-        return values.astype(dtype)
+        lo, hi = int(np.iinfo(dtype).min), int(np.iinfo(dtype).max)
+        flat = [_exact_int(float(v), lo, hi) for v in values.ravel().tolist()]
+        return np.array(flat, dtype=dtype).reshape(values.shape)
     return values.astype(dtype)
 
 

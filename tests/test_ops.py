@@ -265,7 +265,7 @@ def test_map_ops_on_colour_images_are_per_channel(rng):
 def test_ops_follow_the_api_channel_rule():
     rgb = np.zeros((12, 12, 3))
     for name in ("identity", "median"):
-        with pytest.raises(ValueError, match="ambiguous.*channel_axis=-1"):
+        with pytest.raises(ValueError, match=r"ambiguous.*channel_axis=-1"):
             ops.get(name)(rgb)
         with pytest.raises(ValueError, match="ambiguous"):
             ops.get(name)(rgb, 3)
