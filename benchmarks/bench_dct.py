@@ -62,7 +62,7 @@ def _opencv_like_kernels(sizes):
     """Grey callbacks that threshold the DC coefficient too, as OpenCV does."""
 
     def make(p):
-        kernel = make_gray_kernel(p, keep_dc=False)
+        kernel = make_gray_kernel(ops.dct_matrix(p), keep_dc=False)
 
         @njit
         def callback(patch, out, sigma):

@@ -167,11 +167,6 @@ class PatchGrid:
         """Number of spatial axes."""
         return len(self.patch_shape)
 
-    @property
-    def covers_every_pixel(self) -> bool:
-        """True when every pixel of the image lies in at least one patch."""
-        return all(np.all(self.axis_coverage(a) > 0) for a in range(self.ndim))
-
     def axis_coverage(self, axis: int, weighted: bool = True) -> np.ndarray:
         """Sum over patches of the 1-D window (or 1) along ``axis``, original frame.
 

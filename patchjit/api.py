@@ -429,7 +429,12 @@ def map_patches(
     Returns
     -------
     numpy.ndarray
-        Array of the grid's shape (``PatchGrid(...).grid_shape``).
+        One value per patch, of the grid's shape:
+        ``PatchGrid(image.shape, patch_shape, step, edge, centered=True).grid_shape``
+        (``centered=True`` is the padding ``map_patches`` uses for ``edge="pad"``; at
+        step 1 that grid has the image's spatial shape). Without ``centered=True``,
+        ``PatchGrid`` describes ``process_image``'s grid, which differs for
+        ``edge="pad"``.
 
     Examples
     --------

@@ -364,7 +364,7 @@ def test_matches_opencv_variant(rng):
 
     from patchjit.ops._simd import make_gray_kernel
 
-    kernel = make_gray_kernel(8, keep_dc=False)
+    kernel = make_gray_kernel(ops.dct_matrix(8), keep_dc=False)
 
     @njit
     def like_opencv(patch, out, sigma):

@@ -227,3 +227,21 @@ def test_unpatchify_explicit_channel_axis_not_last():
     img = np.random.default_rng(1).random((2, 7, 6))
     p = patchjit.patchify(img, (3, 2), 1, channel_axis=0)
     np.testing.assert_allclose(patchjit.unpatchify(p, img.shape, 1, channel_axis=0), img)
+
+
+@pytest.mark.parametrize("edge", ["valid", "cover", "pad"])
+def test_map_patches_shape_is_the_documented_grid(edge):
+    img = np.zeros((11, 13))
+    got = patchjit.map_patches(img, ops.local_std, (4, 5), (2, 3), edge=edge)
+    grid = patchjit.PatchGrid(img.shape, (4, 5), (2, 3), edge, centered=True)
+    assert got.shape == grid.grid_shape
+    # the pad grid of map_patches is the centred one, not process_image's
+    expected_pad = ((11 + 4 - 1 - 4) // 2 + 1, (13 + 5 - 1 - 5) // 3 + 1)
+    if edge == "pad":
+        assert got.shape == expected_pad
+
+
+def test_median_even_size_is_mean_of_middle_values_as_documented():
+    img = np.array([[1.0, 2.0, 10.0, 20.0]])
+    got = patchjit.map_patches(img, ops.median, (1, 2))
+    np.testing.assert_array_equal(got, [[1.5, 6.0, 15.0]])  # numpy.median, not scipy's pick

@@ -200,8 +200,8 @@ def _generic_color(patch, out, thr):
                 )
 
 
-_GRAY8 = make_gray_kernel(8)
-_GRAY16 = make_gray_kernel(16)
+_GRAY8 = make_gray_kernel(dct_matrix(8))
+_GRAY16 = make_gray_kernel(dct_matrix(16))
 
 
 def _fast_color(n: int, gray):

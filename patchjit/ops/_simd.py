@@ -33,14 +33,6 @@ __all__ = ["make_gray_kernel"]
 _I32 = ir.IntType(32)
 
 
-def _dct_matrix(n: int) -> np.ndarray:
-    k = np.arange(n)[:, None]
-    j = np.arange(n)[None, :]
-    d = np.cos(np.pi * (2 * j + 1) * k / (2 * n)) * np.sqrt(2.0 / n)
-    d[0] /= np.sqrt(2.0)
-    return d
-
-
 class _Vectors:
     """Helpers that emit ``<n x ft>`` vector instructions with one IRBuilder."""
 
@@ -209,13 +201,15 @@ class _ArrayAccess:
                 self.store(self.b.extract_element(vec, ir.Constant(_I32, j)), i, j)
 
 
-def make_gray_kernel(n: int, keep_dc: bool = True):
+def make_gray_kernel(d: np.ndarray, keep_dc: bool = True):
     """Intrinsic ``kernel(patch, out, thr)`` for ``(n, n)`` patches (shapes unchecked).
 
+    ``d`` is the ``(n, n)`` orthonormal DCT-II matrix (:func:`patchjit.ops.dct_matrix`).
     ``keep_dc=False`` thresholds the DC coefficient like the others (what OpenCV's
     ``xphoto.dctDenoising`` does); the paper keeps it.
     """
-    d = _dct_matrix(n)
+    d = np.asarray(d, dtype=np.float64)
+    n = d.shape[0]
 
     @intrinsic
     def kernel(typingctx, patch, out, thr):
