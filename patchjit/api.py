@@ -298,8 +298,8 @@ def process_image(
     pad_value : number, default 0
         Constant for ``pad_mode="constant"``; must be representable in the image dtype.
     out : numpy.ndarray, optional
-        Array of the image's shape to write the result into (its dtype is the output
-        dtype).
+        Array of the result's shape (the image's, or with ``out_channels`` channels) to
+        write the result into (its dtype is the output dtype).
     progress : bool, default False
         Show a tqdm progress bar over patches.
     out_channels : int, optional
