@@ -167,7 +167,7 @@ def main():
                 )
                 for n, v in got.items():
                     times[label].setdefault(n, []).extend(v.get("times", []))
-                print(f"round {r + 1} {label} done", file=sys.stderr)
+                print(f"round {r + 1} {label}: {json.dumps(got)}", file=sys.stderr)
     print("| workload | 0.1.0 (s) | v2 (s) | v2 / 0.1.0 |")
     print("|---|---:|---:|---:|")
     for n in names:
