@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import types as pytypes
-import weakref
 
 import numba
 import numpy as np
 from numba.core import types as nbtypes
 from numba.core.registry import CPUDispatcher
 
-# Plain Python functions that we jit for the user, so the same function compiles once.
-_JITTED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# A plain Python function that we jit for the user keeps its dispatcher in this
+# attribute, so the same function object compiles once. The dispatcher refers back to
+# the function (``py_func``), a cycle that the garbage collector frees when the user
+# drops the function; a global table would keep it alive forever.
+_ATTR = "__patchjit_dispatcher__"
 
 
 def _name(func) -> str:
@@ -22,17 +24,19 @@ def resolve(func, role: str = "func"):
     """Return a numba dispatcher for ``func``.
 
     A numba ``@njit`` function is used as it is. A plain Python function is compiled
-    with ``numba.njit`` on first use (and remembered). Anything else raises TypeError.
+    with ``numba.njit`` on first use and remembered on the function object itself (a new
+    function object, e.g. a lambda built in a loop, compiles anew). Anything else
+    raises TypeError.
     """
     if isinstance(func, CPUDispatcher):
         return func
     if not callable(func):
         raise TypeError(f"{role} must be a function, got {type(func).__name__} {func!r}")
     if isinstance(func, pytypes.FunctionType):
-        jitted = _JITTED.get(func)
+        jitted = func.__dict__.get(_ATTR)
         if jitted is None:
             jitted = numba.njit(func)
-            _JITTED[func] = jitted
+            func.__dict__[_ATTR] = jitted
         return jitted
     raise TypeError(
         f"{role} must be a numba @njit function or a plain Python function that numba can "
@@ -78,10 +82,22 @@ def compile_callback(func, patch_type, out_type, args: tuple, *, scalar: bool) -
     try:
         ret = return_type(func, arg_types)
     except Exception as exc:  # numba raises many error types while typing user code
+        hint = ""
+        if "setitem(readonly" in str(exc) or "Cannot modify readonly" in str(exc):
+            hint = (
+                " The patch is read-only: write results into `out` (to edit the patch "
+                "in place, copy it first, e.g. `out[...] = patch`, then edit `out`)."
+            )
         raise TypeError(
             f"callback {_name(func)!r} failed to compile for arguments ({shown}); the "
-            f"expected signature is {expected}. numba says:\n{exc}"
+            f"expected signature is {expected}.{hint} numba says:\n{exc}"
         ) from exc
+    if not scalar and not isinstance(ret, nbtypes.NoneType):
+        raise TypeError(
+            f"callback {_name(func)!r} returns {ret}, but a process callback must fill "
+            f"`out` and return None ({expected}); remove the return value and write the "
+            f"result into out"
+        )
     if scalar and not isinstance(ret, (nbtypes.Integer, nbtypes.Float, nbtypes.Boolean)):
         raise TypeError(
             f"callback {_name(func)!r} must return a real number for map_patches "

@@ -11,6 +11,7 @@ import functools
 import math
 import threading
 import time
+import weakref
 
 import numba
 import numpy as np
@@ -29,11 +30,9 @@ _BLOCKS_PER_THREAD = 4
 # (few parallel regions), large ones as many short waves (Ctrl-C, progress).
 _WAVE_BYTES = 8 << 20
 # Waves last about this long once the callback's speed is known, so that Ctrl-C (seen
-# between waves) stops a run promptly even with a slow callback. A job of at most
-# _ONE_WAVE_WORK patch-pixels runs as one wave; a larger one starts with one block (or
-# grid row) per thread and grows from there.
+# between waves) and progress updates come promptly even with a slow callback. Every
+# job starts with a one-block wave whose measured time sizes the next ones.
 _WAVE_SECONDS = 0.25
-_ONE_WAVE_WORK = 1 << 23
 # Callback overhead, in patch-pixel units, added to each patch's cost.
 _CALL_COST = 16
 
@@ -46,20 +45,6 @@ def accumulation_dtype(dtype) -> np.dtype:
     if dtype.kind == "b" or dtype.itemsize <= 2:
         return np.dtype(np.float32)
     return np.dtype(np.float64)
-
-
-@contextlib.contextmanager
-def thread_limit(threads):
-    """Use ``threads`` numba threads inside the block; restore the setting after."""
-    if threads is None:
-        yield
-        return
-    old = numba.get_num_threads()
-    numba.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(old)
 
 
 def canonical3(values, fill):
@@ -142,34 +127,172 @@ def scratch(shape, dtype) -> np.ndarray:
     return buf[:size].reshape(shape)
 
 
+# --- threading layers -----------------------------------------------------------------
+
+_LOCAL = threading.local()
+
+
+def _predicted_layer() -> str:
+    """numba's threading layer: the active one, or the one it will pick at first launch."""
+    try:
+        return numba.threading_layer()
+    except ValueError:  # no parallel kernel has run yet
+        pass
+    chosen = str(numba.config.THREADING_LAYER).lower()
+    if chosen in ("tbb", "omp", "workqueue"):
+        return chosen
+    try:
+        from numba.np.ufunc import tbbpool  # noqa: F401
+
+        return "tbb"
+    except ImportError:
+        pass
+    if chosen != "safe":
+        try:
+            from numba.np.ufunc import omppool  # noqa: F401
+
+            return "omp"
+        except ImportError:
+            pass
+    return "workqueue"
+
+
+def serial_wanted() -> bool:
+    """True when this call must run the serial kernels.
+
+    For ``threads=1``, and under numba's ``workqueue`` layer (not thread-safe: two
+    Python threads launching parallel kernels at once abort the process) whenever the
+    caller is not the main thread. numba's parallel kernels are never entered then.
+    """
+    if getattr(_LOCAL, "serial", False):
+        return True
+    off_main = threading.current_thread() is not threading.main_thread()
+    if off_main and _predicted_layer() == "workqueue":
+        return True
+    return numba.get_num_threads() == 1
+
+
+@contextlib.contextmanager
+def thread_limit(threads):
+    """Use ``threads`` numba threads inside the block; restore the setting after.
+
+    ``threads=1`` selects the serial kernels and leaves numba's thread pool alone, so it
+    is safe from any Python thread under any threading layer.
+    """
+    if threads is None:
+        yield
+        return
+    if threads == 1:
+        old = getattr(_LOCAL, "serial", False)
+        _LOCAL.serial = True
+        try:
+            yield
+        finally:
+            _LOCAL.serial = old
+        return
+    old = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(old)
+
+
+def _n_threads(serial: bool) -> int:
+    return 1 if serial else numba.get_num_threads()
+
+
+# --- strip-first canonical frame --------------------------------------------------------
+
+
+def _strip_first(src, origins3, patch3, acc, region0, weights3):
+    """Move a 2-D job's rows to the strip axis: ``(1, H, W)`` -> ``(H, 1, W)``.
+
+    Pure reshapes of C-contiguous arrays (a unit axis moves), no copies.
+    """
+    if not (len(origins3[0]) == 1 and patch3[0] == 1 and acc.shape[0] == 1):
+        return src, origins3, patch3, acc, region0, weights3
+    if src.ndim == 4 and src.shape[0] == 1:
+        src = src.reshape(src.shape[1], 1, *src.shape[2:])
+    elif src.ndim == 7:
+        g, p = src.shape[:3], src.shape[3:6]
+        src = src.reshape(g[1], g[0], g[2], p[1], p[0], p[2], src.shape[6])
+    else:
+        return src, origins3, patch3, acc, region0, weights3
+    origins3 = (origins3[1], origins3[0], origins3[2])
+    patch3 = (patch3[1], patch3[0], patch3[2])
+    acc = acc.reshape(acc.shape[1], 1, acc.shape[2])
+    region0 = (region0[1], region0[0], region0[2])
+    if weights3 is not None:
+        weights3 = weights3.reshape(weights3.shape[1], 1, weights3.shape[2])
+    return src, origins3, patch3, acc, region0, weights3
+
+
+def _source_access(src, patch3, nc):
+    """(source array for the kernel, col, fetch) for an image or a stack of patches."""
+    if src.ndim == 7:
+        return src, K.col_none, K.fetch_stacked
+    src3 = src.reshape(src.shape[0], src.shape[1], src.shape[2] * nc)
+    if patch3[0] == 1 and patch3[1] == 1:
+        return src3, K.col_none, K.fetch_row
+    return src3, K.col_strip, K.fetch_strip
+
+
+# How ``out`` is initialised before each callback: NaN (a forgotten element shows up)
+# or the patch itself ("copy", only when out has the patch's channel count).
+OUT_FILL = "nan"
+
+
 def run_accumulate(
     src, take, oview, func, args, origins3, patch3, nc, weights3, red, acc, region0,
-    progress=None,
+    progress=None, *, nc_out=None, serial=None,
 ):  # fmt: skip
     """Overlap-add ``func``'s output for every patch into ``acc`` (not normalised).
 
-    ``acc`` must hold the reduction's identity (0, -inf or +inf) on entry.
+    Parameters: ``src`` is the read-only, C-contiguous 4-D ``(D, H, W, nc)`` image (or
+    a 7-D stack of patches ``(gd, gh, gw, pd, ph, pw, nc)`` for ``unpatchify``);
+    ``take``/``oview`` shape the flat patch and output buffer for the callback (see
+    ``_kernels.VIEWS``); ``origins3`` the patch origins per axis in ``src``'s frame;
+    ``patch3`` the patch shape; ``weights3`` None or the window as a C-contiguous
+    ``(pd, ph, pw * nc_out)`` array in ``acc``'s dtype; ``red`` one of ``_kernels.SUM``,
+    ``MAX``, ``MIN``. ``acc``, C-contiguous ``(D, H, W * nc_out)``, covers the region
+    starting at ``region0 = (d0, h0, x0)`` of ``src``'s frame; contributions outside it
+    are dropped. ``acc`` must hold the reduction's identity (0, -inf or +inf) on entry.
+    ``nc_out`` (default ``nc``) is the callback's output channel count. ``serial``
+    forces (True) or forbids (False) the serial kernels; default :func:`serial_wanted`.
     """
-    blocks = plan_blocks(origins3, patch3, nc)
-    n_threads = numba.get_num_threads()
+    nco = nc if nc_out is None else int(nc_out)
+    serial = serial_wanted() if serial is None else serial
+    vshape = tuple(int(p) for p in patch3)
+    if not acc.flags.c_contiguous:
+        raise ValueError("acc must be C-contiguous")
+    src, origins3, patch3, acc3, region0, weights3 = _strip_first(
+        src, origins3, patch3, acc, region0, weights3
+    )
+    ksrc, col, fetch = _source_access(src, patch3, nc)
+    blocks = plan_blocks(origins3, patch3, nco)
+    n_threads = _n_threads(serial)
     fshape = blocks[:, [K.B_FD, K.B_FH, K.B_FW]].max(axis=0)
-    buf_bytes = int(np.prod(fshape)) * nc * acc.dtype.itemsize
+    buf_bytes = int(np.prod(fshape)) * nco * acc.dtype.itemsize
     n_wave = min(len(blocks), max(_BLOCKS_PER_THREAD * n_threads, _WAVE_BYTES // buf_bytes))
-    bufs = scratch((n_wave, fshape[0], fshape[1], fshape[2] * nc), acc.dtype)
+    bufs = scratch((n_wave, fshape[0], fshape[1], fshape[2] * nco), acc.dtype)
     if weights3 is not None:
-        add = K.add_weighted
+        add, comb = K.add_weighted, K.add_sum
+        wts = np.ascontiguousarray(weights3, dtype=acc.dtype).reshape(-1)
     else:
-        add = (K.add_sum, K.add_max, K.add_min)[red]
-        weights3 = np.ones((1, 1, 1), dtype=acc.dtype)
+        add = comb = (K.add_sum, K.add_max, K.add_min)[red]
+        wts = np.ones(1, dtype=acc.dtype)
+    fill = K.fill_copy if (OUT_FILL == "copy" and nco == nc and src.ndim == 4) else K.fill_nan
     init = (0.0, -np.inf, np.inf)[red]
-    od, oh, ow = origins3
-    pd, ph, pw = patch3
-    limits = np.array([acc.shape[0], acc.shape[1]])
+    os_, or_, ow = origins3
+    ps, pr, pw = (int(p) for p in patch3)
+    limits = np.array([acc3.shape[0], acc3.shape[1]])
     counts = (blocks[:, 1] - blocks[:, 0]) * (blocks[:, 3] - blocks[:, 2])
     counts *= blocks[:, 5] - blocks[:, 4]
-    total = int(counts.sum()) * (math.prod(patch3) * nc + _CALL_COST)
-    first = len(blocks) if total <= _ONE_WAVE_WORK else n_threads
-    pace = WavePacer(first=first, lo=n_threads, hi=n_wave)
+    kernel = K.accumulate_blocks_serial if serial else K.accumulate_blocks
+    fold = K.fold_blocks_serial if serial else K.fold_blocks
+    # the first wave is one block: its time sizes the next waves (Ctrl-C, progress)
+    pace = WavePacer(first=1, lo=n_threads, hi=n_wave)
     start = 0
     while start < len(blocks):
         wave = blocks[start : start + pace.size]
@@ -178,11 +301,11 @@ def run_accumulate(
         hi = (wave[:, [K.B_Y0D, K.B_Y0H]] + wave[:, [K.B_FD, K.B_FH]]).max(axis=0)
         hi = np.clip(hi - region0[:2], 0, limits)
         rows = (int(lo[0]), int(hi[0]), int(lo[1]), int(hi[1]))
-        K.accumulate_blocks(
-            src, take, oview, func, args, add, init, od, oh, ow, pd, ph, pw, nc,
-            weights3, wave, bufs,
+        kernel(
+            ksrc, col, fetch, take, oview, func, args, fill, add, comb, init, os_, or_, ow,
+            ps, pr, pw, nc, nco, vshape, wts, wave, bufs, src.dtype,
         )  # fmt: skip
-        K.fold_blocks(wave, bufs, acc, nc, red, region0, rows)
+        fold(wave, bufs, acc3, nco, red, region0, rows)
         if progress is not None:
             progress.update(int(counts[start : start + len(wave)].sum()))
         start += len(wave)
@@ -190,73 +313,123 @@ def run_accumulate(
     return acc
 
 
-def run_map(src, take, func, args, origins3, patch3, res, progress=None):
-    """``res[i, j, k] = func(patch, *args)`` over the whole grid, in waves of grid rows."""
-    od, oh, ow = origins3
-    pd, ph, pw = patch3
-    n_rows = res.shape[0] * res.shape[1]
-    per_row = res.shape[2] * (math.prod(patch3) + _CALL_COST)
-    n_threads = numba.get_num_threads()
-    first = n_rows if n_rows * per_row <= _ONE_WAVE_WORK else n_threads
-    pace = WavePacer(first=first, lo=n_threads, hi=max(n_rows, 1))
-    r0 = 0
-    while r0 < n_rows:
-        r1 = min(r0 + pace.size, n_rows)
+# patches per map unit along the strip axis
+_MAP_CHUNK = 64
+
+
+def run_map(src, take, func, args, origins3, patch3, res, progress=None, *, serial=None):
+    """``res[i, j, k] = func(patch, *args)`` over the whole grid, in waves of units.
+
+    ``src`` is the read-only C-contiguous ``(D, H, W, C)`` image, ``res`` the
+    C-contiguous ``(gd, gh, gw)`` result.
+    """
+    serial = serial_wanted() if serial is None else serial
+    nc = src.shape[3]
+    vshape = tuple(int(p) for p in patch3)
+    swap = len(origins3[0]) == 1 and patch3[0] == 1 and src.shape[0] == 1 and res.shape[0] == 1
+    if swap:
+        src = src.reshape(src.shape[1], 1, *src.shape[2:])
+        origins3 = (origins3[1], origins3[0], origins3[2])
+        patch3 = (patch3[1], patch3[0], patch3[2])
+        res = res.reshape(res.shape[1], 1, res.shape[2])
+    ksrc, col, fetch = _source_access(src, patch3, nc)
+    os_, or_, ow = origins3
+    ps, pr, pw = (int(p) for p in patch3)
+    gs, gr, gw = res.shape
+    n_threads = _n_threads(serial)
+    chunk = max(1, min(_MAP_CHUNK, gs))
+    ns = -(-gs // chunk)
+    want_units = 16 * max(n_threads, 4)
+    nk = max(1, min(gw, -(-want_units // (ns * gr))))
+    kchunk = -(-gw // nk)
+    nk = -(-gw // kchunk)
+    n_units = ns * gr * nk
+    per_unit = max(1, (gs * gr * gw) // n_units)
+    kernel = K.map_units_serial if serial else K.map_units
+    pace = WavePacer(first=1, lo=n_threads, hi=max(n_units, 1))
+    u0 = 0
+    while u0 < n_units:
+        u1 = min(u0 + pace.size, n_units)
         t0 = time.perf_counter()
-        K.map_rows(src, take, func, args, od, oh, ow, pd, ph, pw, r0, r1, res)
+        kernel(
+            ksrc, col, fetch, take, func, args, os_, or_, ow, ps, pr, pw, nc, vshape, chunk,
+            kchunk, u0, u1, res, src.dtype,
+        )  # fmt: skip
         if progress is not None:
-            progress.update((r1 - r0) * res.shape[2])
-        pace.update(r1 - r0, time.perf_counter() - t0)
-        r0 = r1
+            progress.update(min((u1 - u0) * per_unit, progress.total - progress.n))
+        pace.update(u1 - u0, time.perf_counter() - t0)
+        u0 = u1
     return res
 
 
 class WavePacer:
-    """Units (blocks or grid rows) per wave, adapted so waves last about _WAVE_SECONDS.
+    """Units (blocks or grid units) per wave, adapted so waves last about _WAVE_SECONDS.
 
-    Wave sizes change only how the work is cut into kernel calls, never the order in
-    which contributions are added, so results do not depend on them.
+    The first wave is ``first`` units (one block: its measured time sizes the next
+    waves, so even a small job with a slow callback sees Ctrl-C and progress within a
+    wave). Wave sizes change only how the work is cut into kernel calls, never the
+    order in which contributions are added, so results do not depend on them.
     """
 
     def __init__(self, first: int, lo: int, hi: int):
         self.lo, self.hi = max(1, min(lo, hi)), max(1, hi)
-        self.size = min(max(first, self.lo), self.hi)
+        self.size = min(max(first, 1), self.hi)
 
     def update(self, done: int, seconds: float) -> None:
         """Size the next wave from the last one's rate."""
         if done <= 0 or seconds <= 0:
             return
         want = int(done * _WAVE_SECONDS / seconds)
-        want = min(want, 2 * self.size)  # grow gradually: the first waves may be noisy
+        want = min(want, 16 * self.size)  # grow gradually: the first waves may be noisy
         self.size = min(max(want, self.lo), self.hi)
 
 
-def patch_type(take, src, n_axes: int):
-    """The numba type of the patch view that ``take`` produces from ``src``."""
-    int_t = numba.typeof(0)
-    return return_type(take, (numba.typeof(src),) + (int_t,) * n_axes)
+_INT = numba.typeof(0)
+_VSHAPE = numba.typeof((0, 0, 0))
 
 
-# (callback, view functions, source type, dtype, argument types) already checked.
-_PREPARED: set = set()
+def patch_type(take, src_dtype):
+    """The numba type of the patch the callback gets: read-only and C-contiguous."""
+    flat = array_type(src_dtype, 1, "C", readonly=True)
+    return return_type(take, (flat, _VSHAPE, _INT))
+
+
+def out_type(oview, acc_dtype):
+    """The numba type of the callback's ``out``: C-contiguous, in ``acc_dtype``."""
+    return return_type(oview, (array_type(acc_dtype, 1, "C"), _VSHAPE, _INT))
+
+
+# Per callback dispatcher: the (view functions, dtypes, argument types) already checked.
+# Weak keys, and nothing in the values refers to the callback, so a dropped callback is
+# freed.
+_PREPARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _seen(func, key) -> bool:
+    keys = _PREPARED.get(func)
+    if keys is None:
+        keys = _PREPARED[func] = set()
+    if key in keys:
+        return True
+    keys.add(key)
+    return False
 
 
 def prepare_process_callback(func, take, oview, src, acc_dtype, args):
     """Compile the user's ``func(patch, out, *args)`` for the kernel's exact types."""
-    key = (func, take, oview, numba.typeof(src), np.dtype(acc_dtype), numba.typeof(args))
-    if key in _PREPARED:
+    key = (take, oview, np.dtype(src.dtype), np.dtype(acc_dtype), numba.typeof(args))
+    if key in _PREPARED.get(func, ()):
         return
-    p_t = patch_type(take, src, 9)
-    o3_t = array_type(acc_dtype, 3, "C")
-    out_t = return_type(oview, (o3_t, numba.typeof(0), numba.typeof(0)))
-    compile_callback(func, p_t, out_t, args, scalar=False)
-    _PREPARED.add(key)
+    compile_callback(
+        func, patch_type(take, src.dtype), out_type(oview, acc_dtype), args, scalar=False
+    )
+    _seen(func, key)
 
 
 def prepare_map_callback(func, take, src, args):
     """Compile the user's ``func(patch, *args) -> number`` for the kernel's exact types."""
-    key = (func, take, numba.typeof(src), numba.typeof(args))
-    if key in _PREPARED:
+    key = (take, np.dtype(src.dtype), numba.typeof(args))
+    if key in _PREPARED.get(func, ()):
         return
-    compile_callback(func, patch_type(take, src, 9), None, args, scalar=True)
-    _PREPARED.add(key)
+    compile_callback(func, patch_type(take, src.dtype), None, args, scalar=True)
+    _seen(func, key)

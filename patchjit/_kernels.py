@@ -1,121 +1,103 @@
 """The compiled kernels, and nothing else.
 
-Canonical layout: every image is seen as a 4-D view ``(D, H, W, C)`` (unit axes for
-missing spatial axes, ``C = 1`` without channels); every accumulator as a C-contiguous
-3-D array ``(D, H, W * C)``, so that the innermost loops run over contiguous memory for
-any channel count.
+Canonical layout: every image is seen as a C-contiguous 3-D array ``(S, R, W * C)``
+(unit axes for missing spatial axes, ``C = 1`` without channels). ``S`` is the *strip
+axis*: the first spatial axis of a volume, the rows of a 2-D image (its unit axis is
+then ``R``), and a unit axis for 1-D signals. Accumulators have the same layout with the
+output channel count.
 
-Race-free, deterministic accumulation: the patch grid is cut into fixed blocks (boxes
-of patches, chosen from the geometry only, never from the thread count). A wave of
-blocks runs in parallel, each block overlap-adding its patches into a private buffer;
-the buffers are then folded into the output in ascending block order, in parallel over
-output rows. Every output pixel therefore sums its contributions in the same order
-whatever the number of threads.
+Strip pipeline: the patch grid is cut into fixed blocks (boxes of patches, chosen from
+the geometry only, never from the thread count). For each patch *column* of a block
+(all origins fixed but the one on ``S``) the block's span of the column is copied once
+into a contiguous strip; every patch of the column is then a C-contiguous slice of the
+strip, handed to the callback as a read-only array. Each patch output is added into an
+equally shaped output strip as one flat run, and the output strip into the block's
+private buffer once per column. The buffers are folded into the output in ascending
+block order, in parallel over output rows, so every output pixel sums its contributions
+in the same order whatever the number of threads.
 
-The per-patch view (``take``), the view of the output buffer handed to the callback
-(``oview``) and the callback itself (``func``) are first-class function arguments; the
-engine specialises the wave kernel for each combination once per process.
+Source access is a pair of first-class functions: ``col`` prepares a column (copies the
+strip, or nothing) and ``fetch`` returns one patch as a flat read-only C array (a strip
+slice, a slice of a 1-D source row, or a copy of a stacked patch for ``unpatchify``).
+``view``/``oview`` give the flat patch and output buffer the callback's shape.
+
+Every ``@njit(parallel=True)`` driver has a serial twin (``*_serial``) compiled from the
+same source without ``parallel``; the engine uses it for one thread, and from non-main
+Python threads under numba's ``workqueue`` layer, which is not thread-safe.
 """
 
 from __future__ import annotations
 
+import os
+
+import numba
 import numpy as np
 from numba import njit, prange
+from numba.core import types
+from numba.core.imputils import impl_ret_borrowed
+from numba.extending import intrinsic
 
 SUM, MAX, MIN = 0, 1, 2
 
 # Block table columns: patch index ranges, then the block's footprint in the padded frame.
 B_I0D, B_I1D, B_I0H, B_I1H, B_I0W, B_I1W, B_Y0D, B_FD, B_Y0H, B_FH, B_X0, B_FW = range(12)
 
-
-# --- per-patch views ---------------------------------------------------------------
-# take(src, id, ih, iw, yd, yh, x, pd, ph, pw) -> the patch as the callback sees it.
-
-
-@njit(inline="always")
-def take_1d(src, id, ih, iw, yd, yh, x, pd, ph, pw):
-    return src[0, 0, x : x + pw, 0]
+# numba's on-disk cache for the callback-free kernels, opt-in only (see README): with
+# PATCHJIT_CACHE=1 *and* NUMBA_CACHE_DIR set, so that nothing is ever written into the
+# package's install folder.
+CACHE = os.environ.get("PATCHJIT_CACHE") == "1" and bool(numba.config.CACHE_DIR)
 
 
-@njit(inline="always")
-def take_1dc(src, id, ih, iw, yd, yh, x, pd, ph, pw):
-    return src[0, 0, x : x + pw, :]
+@intrinsic
+def readonly(typingctx, arr):
+    """The same array, typed read-only (a free retype; no copy)."""
+    if not isinstance(arr, types.Array):
+        return None
+    sig = arr.copy(readonly=True)(arr)
+
+    def codegen(context, builder, signature, args):
+        return impl_ret_borrowed(context, builder, signature.return_type, args[0])
+
+    return sig, codegen
 
 
-@njit(inline="always")
-def take_2d(src, id, ih, iw, yd, yh, x, pd, ph, pw):
-    return src[0, yh : yh + ph, x : x + pw, 0]
-
-
-@njit(inline="always")
-def take_2dc(src, id, ih, iw, yd, yh, x, pd, ph, pw):
-    return src[0, yh : yh + ph, x : x + pw, :]
+# --- views: flat C array -> the callback's shape -------------------------------------
+# view(flat, vshape, nc): ``vshape`` is the patch's (D, H, W) in the user's axis order.
 
 
 @njit(inline="always")
-def take_3d(src, id, ih, iw, yd, yh, x, pd, ph, pw):
-    return src[yd : yd + pd, yh : yh + ph, x : x + pw, 0]
+def take_1d(flat, vshape, nc):
+    return flat
 
 
 @njit(inline="always")
-def take_3dc(src, id, ih, iw, yd, yh, x, pd, ph, pw):
-    return src[yd : yd + pd, yh : yh + ph, x : x + pw, :]
+def take_1dc(flat, vshape, nc):
+    return flat.reshape((vshape[2], nc))
 
 
 @njit(inline="always")
-def take_stacked(src, id, ih, iw, yd, yh, x, pd, ph, pw):
-    """Patch ``(id, ih, iw)`` of a stack of patches ``(gd, gh, gw, pd, ph, pw, C)``."""
-    return src[id, ih, iw]
-
-
-# oview(o3, pw, nc) -> the (pd, ph, pw * nc) scratch buffer in the callback's shape.
+def take_2d(flat, vshape, nc):
+    return flat.reshape((vshape[1], vshape[2]))
 
 
 @njit(inline="always")
-def oview_1d(o3, pw, nc):
-    return o3.reshape((pw,))
+def take_2dc(flat, vshape, nc):
+    return flat.reshape((vshape[1], vshape[2], nc))
 
 
 @njit(inline="always")
-def oview_1dc(o3, pw, nc):
-    return o3.reshape((pw, nc))
+def take_3d(flat, vshape, nc):
+    return flat.reshape((vshape[0], vshape[1], vshape[2]))
 
 
 @njit(inline="always")
-def oview_2d(o3, pw, nc):
-    return o3.reshape((o3.shape[1], pw))
+def take_3dc(flat, vshape, nc):
+    return flat.reshape((vshape[0], vshape[1], vshape[2], nc))
 
 
-@njit(inline="always")
-def oview_2dc(o3, pw, nc):
-    return o3.reshape((o3.shape[1], pw, nc))
-
-
-@njit(inline="always")
-def oview_3d(o3, pw, nc):
-    return o3.reshape((o3.shape[0], o3.shape[1], pw))
-
-
-@njit(inline="always")
-def oview_3dc(o3, pw, nc):
-    return o3.reshape((o3.shape[0], o3.shape[1], pw, nc))
-
-
-@njit(inline="always")
-def oview_flat(o3, pw, nc):
-    return o3
-
-
-@njit
-def copy_stacked(patch4, o3):
-    """Callback used by ``unpatchify``: copy a ``(pd, ph, pw, C)`` patch into ``o3``."""
-    nc = patch4.shape[3]
-    for a in range(patch4.shape[0]):
-        for b in range(patch4.shape[1]):
-            for x in range(patch4.shape[2]):
-                for c in range(nc):
-                    o3[a, b, x * nc + c] = patch4[a, b, x, c]
-
+take_flat = take_1d
+oview_1d, oview_1dc, oview_2d, oview_2dc = take_1d, take_1dc, take_2d, take_2dc
+oview_3d, oview_3dc, oview_flat = take_3d, take_3dc, take_1d
 
 VIEWS = {
     (1, False): (take_1d, oview_1d),
@@ -125,6 +107,77 @@ VIEWS = {
     (3, False): (take_3d, oview_3d),
     (3, True): (take_3dc, oview_3dc),
 }
+
+
+@njit
+def copy_flat(patch, out):
+    """Callback used by ``unpatchify``: the patch itself."""
+    for q in range(patch.size):
+        out[q] = patch[q]
+
+
+# --- source access ------------------------------------------------------------------
+# col(src, strip, s0, s1, yr, x, pr, pw, nc): prepare the column at (yr, x) for S-rows
+# s0:s1. fetch(src, strip, i, j, k, s, yr, x, off, n, nc): patch (i, j, k) with origin
+# (s, yr, x), ``n`` values, at ``off`` in the strip.
+
+
+@njit(inline="always")
+def col_strip(src, strip, s0, s1, yr, x, pr, pw, nc):
+    n = pw * nc
+    base = x * nc
+    t = np.uint64(0)
+    for s in range(s0, s1):
+        for b in range(pr):
+            row = src[s, yr + b]
+            for q in range(n):
+                strip[t + np.uint64(q)] = row[base + q]
+            t += np.uint64(n)
+
+
+@njit(inline="always")
+def col_none(src, strip, s0, s1, yr, x, pr, pw, nc):
+    pass
+
+
+@njit(inline="always")
+def fetch_strip(src, strip, i, j, k, s, yr, x, off, n, nc):
+    return readonly(strip[off : off + n])
+
+
+@njit(inline="always")
+def fetch_row(src, strip, i, j, k, s, yr, x, off, n, nc):
+    # patches of one source row (1-D signals): already contiguous in the source
+    return src[s, yr, x * nc : x * nc + n]
+
+
+@njit(inline="always")
+def fetch_stacked(src, strip, i, j, k, s, yr, x, off, n, nc):
+    # unpatchify: a stack of patches (gs, gr, gw, ps, pr, pw, C), any layout
+    p = src[i, j, k]
+    t = 0
+    for a in range(p.shape[0]):
+        for b in range(p.shape[1]):
+            for c in range(p.shape[2]):
+                for q in range(p.shape[3]):
+                    strip[t] = p[a, b, c, q]
+                    t += 1
+    return readonly(strip[:n])
+
+
+# out initialisation per patch: fill(o, patch)
+
+
+@njit(inline="always")
+def fill_nan(o, patch):
+    for q in range(o.size):
+        o[q] = np.nan
+
+
+@njit(inline="always")
+def fill_copy(o, patch):
+    for q in range(o.size):
+        o[q] = patch[q]
 
 
 # --- accumulation -------------------------------------------------------------------
@@ -141,103 +194,112 @@ def _nanmin(a, b):
     return a if (a < b or a != a) else b
 
 
-# add(dst, src, wts, t0, row_step, plane_step, pd, ph, n): overlap-add one output patch
-# into a block buffer. ``dst`` is the flat C-contiguous buffer, ``src`` (and ``wts``, the
-# window) the flat (pd, ph, n) patch output; the patch's first row starts at ``t0`` and
-# its rows are ``row_step`` apart (planes ``plane_step``). One function per reduction,
-# so that a kernel compiles only the variant it uses. Offsets are unsigned, which spares
-# numba's negative-index wraparound in the inner loop; the flat views are made once per
-# block, not per patch.
+# add(dst, src, wts, t, n): dst[t:t+n] (op)= src[:n], one flat run. Unsigned offsets
+# spare numba's negative-index wraparound in the inner loop.
 
 
 @njit(inline="always")
-def add_sum(dst, src, wts, t0, row_step, plane_step, pd, ph, n):
-    s = np.uint64(0)
-    for a in range(pd):
-        t = np.uint64(t0 + a * plane_step)
-        for _ in range(ph):
-            for k in range(n):
-                q = np.uint64(k)
-                dst[t + q] += src[s + q]
-            t += np.uint64(row_step)
-            s += np.uint64(n)
+def add_sum(dst, src, wts, t, n):
+    t = np.uint64(t)
+    for k in range(n):
+        q = np.uint64(k)
+        dst[t + q] += src[q]
 
 
 @njit(inline="always")
-def add_weighted(dst, src, wts, t0, row_step, plane_step, pd, ph, n):
-    s = np.uint64(0)
-    for a in range(pd):
-        t = np.uint64(t0 + a * plane_step)
-        for _ in range(ph):
-            for k in range(n):
-                q = np.uint64(k)
-                dst[t + q] += wts[s + q] * src[s + q]
-            t += np.uint64(row_step)
-            s += np.uint64(n)
+def add_weighted(dst, src, wts, t, n):
+    t = np.uint64(t)
+    for k in range(n):
+        q = np.uint64(k)
+        dst[t + q] += wts[q] * src[q]
 
 
 @njit(inline="always")
-def add_max(dst, src, wts, t0, row_step, plane_step, pd, ph, n):
-    s = np.uint64(0)
-    for a in range(pd):
-        t = np.uint64(t0 + a * plane_step)
-        for _ in range(ph):
-            for k in range(n):
-                q = np.uint64(k)
-                dst[t + q] = _nanmax(dst[t + q], src[s + q])
-            t += np.uint64(row_step)
-            s += np.uint64(n)
+def add_max(dst, src, wts, t, n):
+    t = np.uint64(t)
+    for k in range(n):
+        q = np.uint64(k)
+        dst[t + q] = _nanmax(dst[t + q], src[q])
 
 
 @njit(inline="always")
-def add_min(dst, src, wts, t0, row_step, plane_step, pd, ph, n):
-    s = np.uint64(0)
-    for a in range(pd):
-        t = np.uint64(t0 + a * plane_step)
-        for _ in range(ph):
-            for k in range(n):
-                q = np.uint64(k)
-                dst[t + q] = _nanmin(dst[t + q], src[s + q])
-            t += np.uint64(row_step)
-            s += np.uint64(n)
+def add_min(dst, src, wts, t, n):
+    t = np.uint64(t)
+    for k in range(n):
+        q = np.uint64(k)
+        dst[t + q] = _nanmin(dst[t + q], src[q])
 
 
-@njit(parallel=True)
-def accumulate_blocks(
-    src, take, oview, func, args, add, init, od, oh, ow, pd, ph, pw, nc, w3, blocks, bufs,
+@njit(inline="always")
+def _run_block(
+    blk, buf, strip, ostrip, o, src, col, fetch, view, oview, func, args, fill, add, comb,
+    init, os_, or_, ow, ps, pr, pw, nc, nco, vshape, wts,
+):  # fmt: skip
+    fs, fr, fw = blk[B_FD], blk[B_FH], blk[B_FW]
+    for a in range(fs):
+        for c in range(fr):
+            row = buf[a, c]
+            for k in range(fw * nco):
+                row[k] = init
+    y0s, y0r, x0 = blk[B_Y0D], blk[B_Y0H], blk[B_X0]
+    ov = oview(o, vshape, nco)
+    n_in = ps * pr * pw * nc
+    n_out = ps * pr * pw * nco
+    srow_in = pr * pw * nc
+    srow_out = pr * pw * nco
+    run = pw * nco
+    dst = buf.reshape(buf.size)
+    row_step = buf.shape[2]
+    plane_step = buf.shape[1] * row_step
+    for j in range(blk[B_I0H], blk[B_I1H]):
+        yr = or_[j]
+        for k in range(blk[B_I0W], blk[B_I1W]):
+            x = ow[k]
+            col(src, strip, y0s, y0s + fs, yr, x, pr, pw, nc)
+            for q in range(fs * srow_out):
+                ostrip[q] = init
+            for i in range(blk[B_I0D], blk[B_I1D]):
+                s = os_[i]
+                patch = fetch(src, strip, i, j, k, s, yr, x, (s - y0s) * srow_in, n_in, nc)
+                fill(o, patch)
+                func(view(patch, vshape, nc), ov, *args)
+                add(ostrip, o, wts, (s - y0s) * srow_out, n_out)
+            # the column's output strip into the block buffer, one run per row
+            t_col = (yr - y0r) * row_step + (x - x0) * nco
+            for a in range(fs):
+                for b in range(pr):
+                    t = t_col + a * plane_step + b * row_step
+                    sub = ostrip[(a * pr + b) * run : (a * pr + b + 1) * run]
+                    comb(dst, sub, wts, t, run)
+
+
+def accumulate_blocks_impl(
+    src, col, fetch, view, oview, func, args, fill, add, comb, init, os_, or_, ow, ps, pr,
+    pw, nc, nco, vshape, wts, blocks, bufs, dtype_in,
 ):  # fmt: skip
     """Run the callback on every patch of each block, overlap-adding into ``bufs[b]``.
 
-    ``add`` is one of the ``add_*`` functions and ``init`` its identity element.
+    ``add`` combines a patch output into the column's output strip (``add_weighted``
+    for windows), ``comb`` the output strip into the block buffer; ``init`` is the
+    reduction's identity. Scratch (strip, output strip, ``out``) is allocated once per
+    block, never per patch.
     """
+    fs_max = bufs.shape[1]
     for b in prange(blocks.shape[0]):
-        blk = blocks[b]
-        buf = bufs[b]
-        for a in range(blk[B_FD]):
-            for c in range(blk[B_FH]):
-                row = buf[a, c]
-                for k in range(blk[B_FW] * nc):
-                    row[k] = init
-        o3 = np.empty((pd, ph, pw * nc), dtype=bufs.dtype)
-        o = oview(o3, pw, nc)
-        dst, src3, wts = buf.reshape(buf.size), o3.reshape(o3.size), w3.reshape(w3.size)
-        row_step = buf.shape[2]
-        plane_step = buf.shape[1] * row_step
-        y0d, y0h, x0 = blk[B_Y0D], blk[B_Y0H], blk[B_X0]
-        for i in range(blk[B_I0D], blk[B_I1D]):
-            yd = od[i]
-            for j in range(blk[B_I0H], blk[B_I1H]):
-                yh = oh[j]
-                t_row = (yd - y0d) * plane_step + (yh - y0h) * row_step
-                for k in range(blk[B_I0W], blk[B_I1W]):
-                    x = ow[k]
-                    func(take(src, i, j, k, yd, yh, x, pd, ph, pw), o, *args)
-                    t0 = t_row + (x - x0) * nc
-                    add(dst, src3, wts, t0, row_step, plane_step, pd, ph, pw * nc)
+        strip = np.empty(max(fs_max * pr * pw * nc, ps * pr * pw * nc), dtype=dtype_in)
+        ostrip = np.empty(fs_max * pr * pw * nco, dtype=bufs.dtype)
+        o = np.empty(ps * pr * pw * nco, dtype=bufs.dtype)
+        _run_block(
+            blocks[b], bufs[b], strip, ostrip, o, src, col, fetch, view, oview, func, args,
+            fill, add, comb, init, os_, or_, ow, ps, pr, pw, nc, nco, vshape, wts,
+        )  # fmt: skip
 
 
-@njit(parallel=True, cache=True)
-def fold_blocks(blocks, bufs, acc, nc, red, region0, rows):
+accumulate_blocks = njit(parallel=True)(accumulate_blocks_impl)
+accumulate_blocks_serial = njit(accumulate_blocks_impl)
+
+
+def fold_blocks_impl(blocks, bufs, acc, nc, red, region0, rows):
     """Fold block buffers into ``acc`` in ascending block order, one row per iteration.
 
     Race-free, and independent of the thread count. ``acc`` holds the output region
@@ -280,12 +342,13 @@ def fold_blocks(blocks, bufs, acc, nc, red, region0, rows):
                     row[t + q] = _nanmin(row[t + q], brow[s + q])
 
 
-@njit(parallel=True, cache=True)
-def finalize(acc, cd, ch, cw, cov, full, nc, divide):
-    """Normalise ``acc`` in place: divide by coverage (mean) and mark uncovered pixels NaN.
+fold_blocks = njit(parallel=True, cache=CACHE)(fold_blocks_impl)
+fold_blocks_serial = njit(cache=CACHE)(fold_blocks_impl)
 
-    Coverage is ``cd[d] * ch[h] * cw[x]`` (separable) or ``cov[d, h, x]`` when ``full``.
-    """
+
+def finalize_impl(acc, cd, ch, cw, nc, divide):
+    """Normalise ``acc`` in place: divide by the separable coverage ``cd[d] * ch[h] *
+    cw[x]`` (mean) and mark uncovered pixels NaN."""
     D, H = acc.shape[0], acc.shape[1]
     W = acc.shape[2] // nc
     for r in prange(D * H):
@@ -294,7 +357,7 @@ def finalize(acc, cd, ch, cw, cov, full, nc, divide):
         cdh = cd[d] * ch[h]
         row = acc[d, h]
         for x in range(W):
-            c = cov[d, h, x] if full else cdh * cw[x]
+            c = cdh * cw[x]
             for q in range(x * nc, x * nc + nc):
                 if c == 0:
                     row[q] = np.nan
@@ -302,13 +365,84 @@ def finalize(acc, cd, ch, cw, cov, full, nc, divide):
                     row[q] = row[q] / c
 
 
-@njit(parallel=True)
-def map_rows(src, take, func, args, od, oh, ow, pd, ph, pw, r0, r1, res):
-    """``res[i, j, k] = func(patch(i, j, k), *args)`` for flattened grid rows ``r0:r1``."""
-    gh = res.shape[1]
-    for r in prange(r0, r1):
-        i = r // gh
-        j = r - i * gh
-        yd, yh = od[i], oh[j]
-        for k in range(res.shape[2]):
-            res[i, j, k] = func(take(src, i, j, k, yd, yh, ow[k], pd, ph, pw), *args)
+finalize = njit(parallel=True, cache=CACHE)(finalize_impl)
+finalize_serial = njit(cache=CACHE)(finalize_impl)
+
+
+def finalize_window_impl(acc, ind_d, ind_h, vecs, pads, nc, divide):
+    """Normalise ``acc`` in place by the coverage of a non-separable window.
+
+    The coverage of each output row is computed on the fly (float64, O(W) scratch per
+    row, never a full-size map): the sum, over the window's leading positions ``(a, b)``
+    whose patch rows cover the row, of ``vecs[a, b]`` (the window's last-axis profile
+    convolved with the origin indicator along W). ``ind_d``/``ind_h`` are origin
+    indicators in the padded frame, ``pads`` the padding before each axis.
+    """
+    D, H = acc.shape[0], acc.shape[1]
+    W = acc.shape[2] // nc
+    pd, ph = vecs.shape[0], vecs.shape[1]
+    bd, bh, bw = pads
+    for r in prange(D * H):
+        d = r // H
+        h = r - d * H
+        cov = np.zeros(W)
+        for a in range(pd):
+            sd = d + bd - a
+            if sd < 0 or sd >= ind_d.size or ind_d[sd] == 0:
+                continue
+            for b in range(ph):
+                sh = h + bh - b
+                if sh < 0 or sh >= ind_h.size or ind_h[sh] == 0:
+                    continue
+                v = vecs[a, b]
+                for x in range(W):
+                    cov[x] += v[bw + x]
+        row = acc[d, h]
+        for x in range(W):
+            c = cov[x]
+            for q in range(x * nc, x * nc + nc):
+                if c == 0:
+                    row[q] = np.nan
+                elif divide:
+                    row[q] = row[q] / c
+
+
+finalize_window = njit(parallel=True, cache=CACHE)(finalize_window_impl)
+finalize_window_serial = njit(cache=CACHE)(finalize_window_impl)
+
+
+def map_units_impl(
+    src, col, fetch, view, func, args, os_, or_, ow, ps, pr, pw, nc, vshape, chunk, kchunk,
+    u0, u1, res, dtype_in,
+):  # fmt: skip
+    """``res[i, j, k] = func(patch(i, j, k), *args)`` for work units ``u0:u1``.
+
+    A unit is ``chunk`` consecutive patches along S, one R origin and ``kchunk``
+    columns; each column's strip is copied once and every patch is a slice of it.
+    """
+    gs, gr, gw = res.shape
+    nk = -(-gw // kchunk)
+    srow = pr * pw * nc
+    n = ps * srow
+    for u in prange(u0, u1):
+        c = u // (gr * nk)
+        rest = u - c * gr * nk
+        j = rest // nk
+        kc = rest - j * nk
+        i0 = c * chunk
+        i1 = min(i0 + chunk, gs)
+        s0 = os_[i0]
+        s1 = os_[i1 - 1] + ps
+        strip = np.empty((s1 - s0) * srow, dtype=dtype_in)
+        yr = or_[j]
+        for k in range(kc * kchunk, min(kc * kchunk + kchunk, gw)):
+            x = ow[k]
+            col(src, strip, s0, s1, yr, x, pr, pw, nc)
+            for i in range(i0, i1):
+                s = os_[i]
+                patch = fetch(src, strip, i, j, k, s, yr, x, (s - s0) * srow, n, nc)
+                res[i, j, k] = func(view(patch, vshape, nc), *args)
+
+
+map_units = njit(parallel=True)(map_units_impl)
+map_units_serial = njit(map_units_impl)

@@ -121,31 +121,67 @@ def _check_merge_geometry(grid: PatchGrid, reduce):
     return red
 
 
-def _merge(src, take, oview, func, args, grid: PatchGrid, acc_dtype, red, progress):
-    """Accumulate over the grid, normalise; return the float result in image layout."""
+def _merge(src, take, oview, func, args, grid: PatchGrid, acc_dtype, red, progress, *,
+           nc_out=None):  # fmt: skip
+    """Accumulate over the grid, normalise; return the float result in image layout.
+
+    ``nc_out`` (default the image's channel count) is the callback's output channel
+    count; the result then has ``nc_out`` channels where the image had its channel axis
+    (last when the image has none and ``nc_out`` is given).
+    """
     nc = grid.n_channels
+    nco = nc if nc_out is None else int(nc_out)
     sp = E.canonical3(grid.spatial_shape, 1)
     init = 0.0 if red in ("mean", "sum") else (-np.inf if red == "max" else np.inf)
-    acc = np.full((sp[0], sp[1], sp[2] * nc), init, dtype=acc_dtype)
+    acc = np.full((sp[0], sp[1], sp[2] * nco), init, dtype=acc_dtype)
     weights3 = None
     if grid.window_array is not None:
         w = grid.window_array.reshape(E.canonical3(grid.patch_shape, 1))
-        weights3 = np.ascontiguousarray(np.repeat(w, nc, axis=2), dtype=acc_dtype)
+        weights3 = np.ascontiguousarray(np.repeat(w, nco, axis=2), dtype=acc_dtype)
     origins3 = E.canonical3(grid.origins, np.zeros(1, dtype=np.int64))
     patch3 = E.canonical3(grid.patch_shape, 1)
     region0 = tuple(int(b) for b, _ in E.canonical3(grid.pad_width, (0, 0)))
+    serial = E.serial_wanted()
     E.run_accumulate(
         src, take, oview, func, args, origins3, patch3, nc, weights3, _RED_CODES[red],
-        acc, region0, progress,
+        acc, region0, progress, nc_out=nco, serial=serial,
     )  # fmt: skip
-    vecs = E.canonical3([grid.axis_coverage(a) for a in range(grid.ndim)], np.ones(1))
-    full = grid.window_array is not None and grid.window_vectors is None
-    cov = grid.coverage().reshape(sp) if full else np.ones((1, 1, 1))
-    K.finalize(acc, *vecs, cov, full, nc, red == "mean")
-    result = acc.reshape((*grid.spatial_shape, nc))
+    if grid.window_array is not None and grid.window_vectors is None:
+        ind, vecs, pads = _window_profiles(grid)
+        fin = K.finalize_window_serial if serial else K.finalize_window
+        fin(acc, ind[0], ind[1], vecs, pads, nco, red == "mean")
+    else:
+        vecs = E.canonical3([grid.axis_coverage(a) for a in range(grid.ndim)], np.ones(1))
+        fin = K.finalize_serial if serial else K.finalize
+        fin(acc, *vecs, nco, red == "mean")
+    result = acc.reshape((*grid.spatial_shape, nco))
     if grid.channel_axis is None:
-        return result[..., 0]
+        return result if nc_out is not None else result[..., 0]
     return np.moveaxis(result, -1, grid.channel_axis)
+
+
+def _window_profiles(grid: PatchGrid):
+    """Inputs of ``finalize_window`` for a non-separable window (all O(patch x axis)).
+
+    Origin indicators on the leading axes (padded frame), and per leading window
+    position the window's last-axis profile convolved with the last axis's origin
+    indicator: summed over the positions whose patch rows cover an output row, they
+    give that row's coverage (as :meth:`PatchGrid.coverage` does for the whole map).
+    """
+    padded = E.canonical3(grid.padded_shape, 1)
+    origins = E.canonical3(grid.origins, np.zeros(1, dtype=np.int64))
+    ind = []
+    for n, o in zip(padded, origins):
+        v = np.zeros(n)
+        v[o] = 1.0
+        ind.append(v)
+    w = grid.window_array.reshape(E.canonical3(grid.patch_shape, 1))
+    vecs = np.empty((w.shape[0], w.shape[1], padded[2]))
+    for a in range(w.shape[0]):
+        for b in range(w.shape[1]):
+            vecs[a, b] = np.convolve(ind[2], w[a, b])[: padded[2]]
+    pads = tuple(int(b) for b, _ in E.canonical3(grid.pad_width, (0, 0)))
+    return ind, vecs, pads
 
 
 @contextlib.contextmanager
@@ -248,6 +284,7 @@ def process_image(
     pad_value=0,
     out=None,
     progress=False,
+    out_channels=None,
 ):
     """Run ``func`` on every patch and merge the results by weighted overlap-add.
 
@@ -262,10 +299,15 @@ def process_image(
         real floating dtype; C-, F-ordered, strided or read-only. Never modified.
     func : callable
         ``func(patch, out, *args) -> None``, ideally a ``numba.njit`` function (a plain
-        Python function is compiled with ``numba.njit`` on first use). ``patch`` is a
-        read-only view of the image region, with channels on its last axis; ``out`` is a
-        float buffer of the same shape that ``func`` fills. The callback is compiled
-        once per combination of types and reused on later calls.
+        Python function is compiled with ``numba.njit`` on first use and remembered on
+        the function object). ``patch`` is a **read-only, C-contiguous** array holding
+        the patch's values in the image dtype, channels on its last axis (writing into
+        it fails to compile; ``patch.ravel()`` and ``patch.reshape(patch.size)`` are
+        free, so flat loops work). ``out`` is a C-contiguous float buffer of the same
+        shape (``(*patch_shape, out_channels)`` with ``out_channels``) that ``func``
+        fills; it holds NaN on entry, so an element the callback forgets shows up as NaN
+        in the result. ``func`` must return None. The callback is compiled once per
+        combination of types and reused on later calls.
     patch_shape : int or tuple of int
         Patch size per spatial axis (an int applies to all).
     step : int or tuple of int, optional
@@ -310,21 +352,28 @@ def process_image(
     pad_value : number, default 0
         Constant for ``pad_mode="constant"``; must be representable in the image dtype.
     out : numpy.ndarray, optional
-        Array of the image's shape to write the result into (its dtype is the output
-        dtype).
+        Array of the result's shape (the image's, or with ``out_channels`` channels) to
+        write the result into (its dtype is the output dtype).
     progress : bool, default False
         Show a tqdm progress bar over patches.
+    out_channels : int, optional
+        Number of channels the callback writes per pixel (e.g. 1 for RGB to grey, K class
+        scores). ``out`` then has shape ``(*patch_shape, out_channels)`` and the result
+        has ``out_channels`` channels where the image has its channel axis, or as a new
+        last axis when the image has none (also for ``out_channels=1``: giving it always
+        yields a channel axis). Default: the image's channels, and the image's shape.
 
     Returns
     -------
     numpy.ndarray
-        The merged image, same shape as ``image``.
+        The merged image: the image's shape, or with ``out_channels`` channels.
 
     Raises
     ------
     TypeError
         ``image`` is not numeric, ``func`` is not a function or fails to compile for the
-        patch, ``out`` and ``args`` types (numba's message is included).
+        patch, ``out`` and ``args`` types (numba's message is included), writes into
+        ``patch``, or returns a value.
     ValueError
         Bad geometry (patch larger than the image, non-positive sizes, rank mismatch),
         unknown option names, or ``out`` of the wrong shape or dtype.
@@ -358,13 +407,31 @@ def process_image(
     acc_dtype = E.accumulation_dtype(img.dtype)
     _check_window(grid, acc_dtype)
     out_dtype = _output_dtype(dtype, acc_dtype, out)
-    _check_out(out, img.shape, img)
+    result_shape = _result_shape(img.shape, grid, out_channels)
+    _check_out(out, result_shape, img)
     src = _source4(img, grid, pad_mode, pad_value)
-    take, oview = K.VIEWS[(grid.ndim, grid.channel_axis is not None)]
+    take, _ = K.VIEWS[(grid.ndim, grid.channel_axis is not None)]
+    _, oview = K.VIEWS[(grid.ndim, grid.channel_axis is not None or out_channels is not None)]
     E.prepare_process_callback(func, take, oview, src, acc_dtype, args)
     with _running(threads, progress, grid.n_patches) as bar:
-        result = _merge(src, take, oview, func, args, grid, acc_dtype, red, bar)
+        result = _merge(src, take, oview, func, args, grid, acc_dtype, red, bar,
+                        nc_out=out_channels)  # fmt: skip
     return to_dtype(result, out_dtype, out)
+
+
+def _result_shape(shape, grid: PatchGrid, out_channels):
+    """The shape of ``process_image``'s result, checking ``out_channels``."""
+    if out_channels is None:
+        return tuple(shape)
+    if isinstance(out_channels, bool) or not isinstance(out_channels, (int, np.integer)):
+        raise TypeError(f"out_channels must be an int, got {out_channels!r}")
+    if out_channels < 1:
+        raise ValueError(f"out_channels must be >= 1, got {out_channels}")
+    if grid.channel_axis is None:
+        return (*shape, int(out_channels))
+    shape = list(shape)
+    shape[grid.channel_axis] = int(out_channels)
+    return tuple(shape)
 
 
 def map_patches(
@@ -605,6 +672,6 @@ def unpatchify(
     stacked = stacked.view()
     stacked.flags.writeable = False
     with _running(threads, progress, grid.n_patches) as bar:
-        result = _merge(stacked, K.take_stacked, K.oview_flat, K.copy_stacked, (), grid,
+        result = _merge(stacked, K.take_flat, K.oview_flat, K.copy_flat, (), grid,
                         acc_dtype, red, bar)  # fmt: skip
     return to_dtype(result, out_dtype, out)

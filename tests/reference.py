@@ -414,8 +414,13 @@ def process_image_float(
     reduce="mean",
     pad_mode="reflect",
     pad_value=0,
+    out_channels=None,
 ):
-    """Reference ``process_image`` returning float64 values (before the final cast)."""
+    """Reference ``process_image`` returning float64 values (before the final cast).
+
+    With ``out_channels=K`` the callback fills ``out`` of shape ``(*patch, K)`` and the
+    result has K channels where the image's channel axis was, or last without one.
+    """
     image = np.asarray(image)
     geom = geometry(image.shape, patch_shape, step, edge, channel_axis)
     if reduce in ("max", "min") and window is not None:
@@ -431,11 +436,19 @@ def process_image_float(
         patch = img[sl].copy()
         if geom.channel_axis is None:
             patch = patch[..., 0]
-        out = np.zeros(patch.shape, dtype=acc)
+        if out_channels is None:
+            out = np.zeros(patch.shape, dtype=acc)
+        else:
+            out = np.zeros((*geom.patch, out_channels), dtype=acc)
         f(patch, out, *args)
         outputs.append(out)
-    merged = _merge(geom, nc, outputs, weights, reduce)
-    return from_channels_last(_crop(merged, geom), geom)
+    if out_channels is None:
+        merged = _merge(geom, nc, outputs, weights, reduce)
+        return from_channels_last(_crop(merged, geom), geom)
+    merged = _crop(_merge(geom, out_channels, outputs, weights, reduce), geom)
+    if geom.channel_axis is None:
+        return merged  # a new last axis of out_channels entries
+    return np.moveaxis(merged, -1, geom.channel_axis)
 
 
 def process_image(image, func, patch_shape, step=1, *, dtype=None, **kwargs):

@@ -76,3 +76,27 @@ def test_result_is_exact_after_many_waves(rng):
     img = rng.random((300, 280))
     got = patchjit.process_image(img, slow_identity, 8, args=(3,))
     np.testing.assert_allclose(got, img, rtol=1e-14, atol=0)
+
+
+@njit
+def spin_identity(patch, out, n):
+    # copies the patch after n rounds of busy work (the result is still the image)
+    acc = 0.0
+    for r in range(n):
+        acc += (r % 7) * 1e-300
+    p = patch.ravel()
+    o = out.ravel()
+    for q in range(p.size):
+        o[q] = p[q] + acc * 0.0
+
+
+def test_ctrl_c_stops_a_small_job_promptly(rng):
+    # a 330², 8x8 job used to run as one kernel call, deaf to Ctrl-C until the end
+    img = rng.random((330, 330))
+    patchjit.process_image(img[:40, :40], spin_identity, 8, args=(1,))
+    t0 = time.perf_counter()
+    patchjit.process_image(img[:40, :40], spin_identity, 8, args=(2000,))
+    per_patch = (time.perf_counter() - t0) / 33**2
+    n = max(2000, int(2000 * 20 / (per_patch * 323**2)))  # the whole job: >= ~20 s
+    late = _interrupt_after(0.5, lambda: patchjit.process_image(img, spin_identity, 8, args=(n,)))
+    assert late < 3, f"stopped {late:.1f} s after Ctrl-C"
