@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import types as pytypes
+import weakref
 
 import numba
 import numpy as np
@@ -14,6 +15,13 @@ from numba.core.registry import CPUDispatcher
 # the function (``py_func``), a cycle that the garbage collector frees when the user
 # drops the function; a global table would keep it alive forever.
 _ATTR = "__patchjit_dispatcher__"
+# The dispatchers made here. numba keeps each dispatcher's compile results alive from a
+# ``weakref.finalize`` (a GC root) until the dispatcher dies, and a result's type
+# annotation refers back to the Python function: function -> dispatcher -> results ->
+# function would never be freed. For these dispatchers only, the annotation (used by
+# ``inspect_types`` alone) is dropped after each compile; a user's own ``@njit``
+# function is never touched.
+_OWNED: weakref.WeakSet = weakref.WeakSet()
 
 
 def _name(func) -> str:
@@ -37,6 +45,7 @@ def resolve(func, role: str = "func"):
         if jitted is None:
             jitted = numba.njit(func)
             func.__dict__[_ATTR] = jitted
+            _OWNED.add(jitted)
         return jitted
     raise TypeError(
         f"{role} must be a numba @njit function or a plain Python function that numba can "
@@ -66,7 +75,10 @@ def check_args(args) -> tuple:
 def return_type(dispatcher, arg_types: tuple):
     """Return type of a dispatcher compiled for ``arg_types`` (compiling if needed)."""
     dispatcher.compile(arg_types)
-    return dispatcher.overloads[arg_types].signature.return_type
+    cres = dispatcher.overloads[arg_types]
+    if dispatcher in _OWNED and cres.type_annotation is not None:
+        dispatcher.overloads[arg_types] = cres = cres._replace(type_annotation=None)
+    return cres.signature.return_type
 
 
 def compile_callback(func, patch_type, out_type, args: tuple, *, scalar: bool) -> None:

@@ -164,12 +164,6 @@ def test_out_channels_bad_values():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="numba keeps every dispatcher's overloads alive from a weakref.finalize "
-    "closure; its compile results refer back to the function (FunctionIdentity), so a "
-    "dispatcher reachable from its function is never freed (not fixed yet)",
-    strict=False,
-)
 def test_plain_python_callback_is_freed():
     def scale(patch, out):
         for i in range(patch.shape[0]):
