@@ -101,7 +101,8 @@ def check_representable(full, dtype, window, sigma) -> None:
     if smallest >= floor:
         return
     hint = ""
-    if window == "gaussian":
+    named = isinstance(window, str)
+    if named and window == "gaussian":
         # each axis' edge weight is exp(-d^2 / (2 s^2)), d = (p - 1) / 2; the product
         # over axes must stay >= floor, so each axis gets floor ** (1 / ndim).
         per_axis = np.log(1 / floor) / full.ndim
@@ -109,7 +110,8 @@ def check_representable(full, dtype, window, sigma) -> None:
             round(float((p - 1) / 2 / np.sqrt(2 * per_axis)) + 0.005, 2) for p in full.shape
         )
         hint = f"; use sigma >= {need[0] if len(set(need)) == 1 else need} for this patch"
-    what = f"window {window!r}" + (f" with sigma={sigma!r}" if sigma is not None else "")
+    what = f"window {window!r}" if named else f"window array of shape {full.shape}"
+    what += f" with sigma={sigma!r}" if sigma is not None else ""
     wider = ", or pass a float64 image (float64 accumulation)" if dtype.itemsize < 8 else ""
     raise ValueError(
         f"{what} has weights down to {smallest:.3g}, too small to represent "

@@ -14,6 +14,7 @@ from . import _kernels as K
 from ._callback import check_args, resolve
 from ._cast import to_dtype
 from ._grid import PatchGrid
+from ._progress import Progress
 from ._validate import as_image, check_choice, resolve_threads
 from ._windows import check_representable
 
@@ -99,7 +100,7 @@ def _check_pad(grid: PatchGrid, img_dtype, pad_mode, pad_value):
 
 def _check_window(grid: PatchGrid, acc_dtype) -> None:
     """Refuse window weights that ``acc_dtype`` accumulation cannot represent."""
-    sigma = None if grid.window != "gaussian" else grid.sigma
+    sigma = grid.sigma if isinstance(grid.window, str) and grid.window == "gaussian" else None
     check_representable(grid.window_array, acc_dtype, grid.window, sigma)
 
 
@@ -187,15 +188,7 @@ def _window_profiles(grid: PatchGrid):
 @contextlib.contextmanager
 def _running(threads, progress, total):
     """Apply the thread count and show an optional tqdm bar for one call."""
-    bar = None
-    if progress:
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:
-            raise ImportError(
-                "progress=True needs tqdm: pip install tqdm (or patchjit[progress])"
-            ) from None
-        bar = tqdm(total=total, unit="patch", unit_scale=True)
+    bar = Progress(total) if progress else None
     try:
         with E.thread_limit(threads):
             yield bar
@@ -253,8 +246,9 @@ def _patches_layout(shape, image_shape, step, overlap, edge, channel_axis, windo
         want = grid.grid_shape if grid_form else (grid.n_patches,)
         if tuple(shape[lead:]) == tail and tuple(shape[:lead]) == want:
             return grid
+        got = f"a {tuple(shape[:lead])} grid of" if grid_form else f"{shape[0]}"
         error = error or ValueError(
-            f"{math.prod(shape[:lead])} patches of shape {tuple(shape[lead:])} do not fit "
+            f"{got} patches of shape {tuple(shape[lead:])} do not fit "
             f"the grid of image shape {image_shape}, patch {grid.patch_shape}, step "
             f"{grid.step}, edge {edge!r}: it has {grid.n_patches} patches, grid "
             f"{grid.grid_shape}, each of shape {tail}"

@@ -183,8 +183,13 @@ def test_unpatchify_wrong_count():
 def test_unpatchify_wrong_grid_shape():
     with raises(ValueError, ("(4, 3)", "(4, 4)", "grid")):
         patchjit.unpatchify(np.zeros((4, 3, 3, 3)), (10, 12), 3)
+    with raises(ValueError, ("(2, 4)", "(4, 4)", "grid")):
+        patchjit.unpatchify(np.zeros((2, 4, 3, 3)), (10, 12), 3)
+    # patchify's 'valid' grid (3, 4) is taken when the 'cover' grid (4, 4) does not fit
+    back = patchjit.unpatchify(np.ones((3, 4, 3, 3)), (10, 12), 3)
+    assert np.isnan(back[9]).all() and (back[:9] == 1).all()
     with raises(ValueError, ("(3, 4)", "(4, 4)", "grid")):
-        patchjit.unpatchify(np.zeros((3, 4, 3, 3)), (10, 12), 3)
+        patchjit.unpatchify(np.zeros((3, 4, 3, 3)), (10, 12), 3, edge="cover")
 
 
 def test_unpatchify_wrong_patch_shape():

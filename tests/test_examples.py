@@ -24,3 +24,15 @@ def test_tour_notebook_executes(tmp_path):
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     assert any("image/png" in o.get("data", {}) for o in outputs)
+    texts = [o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for o in outputs]
+    assert not [t for t in texts if "<Figure" in t or "IProgress not found" in t]
+    # the progress bar is a Jupyter widget (ipywidgets), not text
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
+
+
+def test_tour_notebook_is_committed_with_outputs():
+    nbformat = pytest.importorskip("nbformat")
+    nb = nbformat.read(EXAMPLES / "tour.ipynb", as_version=4)
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    assert all(cell.outputs for cell in code), "run scripts/make_tour.py to refresh it"
+    assert any("image/png" in o.get("data", {}) for cell in code for o in cell.outputs)

@@ -245,3 +245,13 @@ def test_median_even_size_is_mean_of_middle_values_as_documented():
     img = np.array([[1.0, 2.0, 10.0, 20.0]])
     got = patchjit.map_patches(img, ops.median, (1, 2))
     np.testing.assert_array_equal(got, [[1.5, 6.0, 15.0]])  # numpy.median, not scipy's pick
+
+
+def test_window_array_with_tiny_weights_is_refused():
+    img = np.ones((6, 6), np.float32)
+    win = np.ones((3, 3))
+    win[0, 0] = 1e-30  # below float32's safe range, fine for float64
+    with pytest.raises(ValueError, match=r"window array of shape \(3, 3\)"):
+        patchjit.process_image(img, _ident, (3, 3), window=win)
+    got = patchjit.process_image(img.astype(np.float64), _ident, (3, 3), window=win)
+    np.testing.assert_allclose(got, 1.0)
