@@ -148,9 +148,7 @@ def _running(threads, progress, total):
         try:
             from tqdm.auto import tqdm
         except ImportError:
-            raise ImportError(
-                "progress=True needs tqdm: pip install tqdm (or patchjit[progress])"
-            ) from None
+            raise ImportError("progress=True needs tqdm: pip install tqdm") from None
         bar = tqdm(total=total, unit="patch", unit_scale=True)
     try:
         with E.thread_limit(threads):

@@ -166,7 +166,7 @@ def test_patch_larger_than_image_names_it(tmp_path, capsys):
     write_image(tmp_path / "in" / "tiny.png", np.zeros((6, 6), np.uint8))
     code = _run("run", tmp_path / "in", "-o", tmp_path / "out", "--op", "identity",
                 "--patch", "9", "-q")  # fmt: skip
-    assert code == cli.EXIT_USAGE
+    assert code == cli.EXIT_FAILED  # a file's problem, not a usage error
     err = capsys.readouterr().err
     assert "tiny.png" in err and "larger" in err
 
