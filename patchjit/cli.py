@@ -363,18 +363,20 @@ def _finish(result: np.ndarray, dtype, src: Path) -> tuple[np.ndarray, str | Non
 
 
 def _reason(exc: Exception) -> str:
-    """One line saying why a file failed."""
+    """One line saying why a file failed (numba's long errors boiled down)."""
     if isinstance(exc, ImageReadError):
         return str(exc)
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     if not lines:
         return type(exc).__name__
-    if lines[0].startswith("Failed in") or "numba" in type(exc).__module__:
-        detail = next((ln for ln in lines[1:] if not ln.startswith(("-", "\\"))), lines[0])
-        return f"the callback does not compile for this image: {detail}"[:300]
+    if any(ln.startswith("Failed in") for ln in lines):  # a callback that does not compile
+        head = lines[0].split("; the expected signature")[0]
+        rest = lines[[ln.startswith("Failed in") for ln in lines].index(True) + 1 :]
+        why = rest[:1] + [ln for ln in rest if ln.startswith((">>>", 'File "'))][:2]
+        return "; ".join(ln.rstrip(":") for ln in [head, *why])[:400]
     if isinstance(exc, (ValueError, TypeError, OSError)):
-        return lines[0][:300]
-    return f"{type(exc).__name__}: {lines[0]}"[:300]
+        return lines[0][:400]
+    return f"{type(exc).__name__}: {lines[0]}"[:400]
 
 
 def _first_line(exc: BaseException) -> str:
