@@ -405,3 +405,26 @@ def test_demo_writes_where_it_runs_and_is_ignored(tmp_path, monkeypatch, capsys)
     assert (tmp_path / "patchjit-demo" / "denoised.png").exists()
     gitignore = Path(__file__).resolve().parents[1] / ".gitignore"
     assert "patchjit-demo/" in gitignore.read_text().split()
+
+
+@pytest.mark.slow
+def test_denoise_folder_example_writes_what_it_says(tmp_path):
+    shim = tmp_path / "bin" / "patchjit"  # this checkout's CLI, whatever is installed
+    shim.parent.mkdir()
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m patchjit.cli "$@"\n')
+    shim.chmod(0o755)
+    script = Path(__file__).resolve().parents[1] / "examples" / "denoise_folder.sh"
+    env = {**os.environ, "PATH": f"{shim.parent}{os.pathsep}{os.environ['PATH']}"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(script.parents[1]),
+                                                      env.get("PYTHONPATH")]))  # fmt: skip
+    proc = subprocess.run(["bash", str(script), str(tmp_path / "work")], env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "work" / "denoised"
+    assert _outputs(out) == ["colour/rgb.png", "grey.png", "scans/grey16.tif"]
+    clean = sample_image().astype(float)
+    noisy16 = read_image(tmp_path / "work" / "noisy" / "scans" / "grey16.tif")
+    denoised16 = read_image(out / "scans" / "grey16.tif")
+    assert denoised16.dtype == np.uint16
+    peak = 65535
+    assert psnr(clean * 257, denoised16, peak) > psnr(clean * 257, noisy16, peak) + 5
