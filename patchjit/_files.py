@@ -34,7 +34,7 @@ __all__ = ["ImageReadError", "Picture", "atomic_output", "load", "save"]
 TMP_PREFIX = ".patchjit-tmp-"
 TIFF_SUFFIXES = (".tif", ".tiff")
 PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".ppm", ".pgm", ".pbm", ".pnm")
-IMAGE_SUFFIXES = (*PIL_SUFFIXES[:3], *TIFF_SUFFIXES, *PIL_SUFFIXES[3:])
+IMAGE_SUFFIXES = TIFF_SUFFIXES + PIL_SUFFIXES  # what folders are searched for
 
 # Pillow modes: (colour samples, alpha samples); other modes are converted on reading.
 _PIL_MODES = {

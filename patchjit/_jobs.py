@@ -41,8 +41,8 @@ class Job:
     params: tuple[tuple[str, object], ...] = ()
     args: tuple = ()
     patch: tuple[int, ...] | None = None
-    step: tuple[int, ...] | None = None
-    overlap: tuple[float, ...] | None = None
+    step: int | tuple[int, ...] | None = None
+    overlap: float | tuple[float, ...] | None = None
     edge: str | None = None
     window: str | None = None
     dtype: str | None = None
