@@ -135,7 +135,7 @@ def _load_tiff(path: Path) -> Picture:
                 "compression": int(page.compression)
                 if int(page.compression) in _TIFF_COMPRESSIONS
                 else None,
-                "resolution": page.resolution,
+                "resolution": page.resolution if "XResolution" in page.tags else None,
                 "resolutionunit": int(page.resolutionunit),
                 "iccprofile": page.iccprofile,
                 "extrasamples": tuple(int(e) for e in page.extrasamples),
@@ -241,7 +241,7 @@ def _save_tiff(tmp: Path, picture: Picture, image: np.ndarray) -> None:
         "iccprofile": o["iccprofile"],
         "extrasamples": o["extrasamples"] or None,
     }
-    if o["resolution"] and o["resolutionunit"] != 1:
+    if o["resolution"] is not None:
         kwargs.update(resolution=o["resolution"], resolutionunit=o["resolutionunit"])
     if o["imagej"] is not None and image.dtype in (np.uint8, np.uint16, np.float32):
         kwargs.update(imagej=True, metadata={**o["imagej"], "axes": o["stored_axes"]})
