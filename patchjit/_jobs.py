@@ -112,14 +112,14 @@ def _spatial_axes(axes: str, n_spatial: int) -> str:
     if n_spatial == 2:
         return "".join(a for a in axes if a in "YX")
     depth = "Z" if "Z" in axes else ""
-    if not depth:
-        others = [a for a in axes if a not in "YXS"]
-        if len(others) != 1:
+    if not depth:  # plain pages of unknown meaning (Q, I) may be a volume's slices
+        pages = [a for a in axes if a in "QI"]
+        if len(pages) != 1:
             raise ValueError(
-                f"--patch has 3 sizes but the file's axes {axes!r} hold no single depth "
-                f"axis (Z) to make a volume; give 2 sizes to process each plane"
+                f"--patch has 3 sizes but the file's axes {axes!r} have no depth axis "
+                f"(Z, or a single axis of plain pages); give 2 sizes to process each plane"
             )
-        depth = others[0]
+        depth = pages[0]
     return "".join(a for a in axes if a in depth + "YX")
 
 

@@ -69,9 +69,15 @@ def test_tiff_stack_as_volume_with_three_patch_sizes(tmp_path, rng):
     np.testing.assert_array_equal(got, ndimage.median_filter(vol, size=3, mode="mirror"))
 
 
-def test_three_patch_sizes_on_a_plane_fail_by_name(tmp_path, rng):
+def test_three_patch_sizes_need_a_depth_axis(tmp_path, rng, capsys):
     tifffile.imwrite(tmp_path / "flat.tif", rng.random((9, 11)).astype(np.float32))
-    assert _median(tmp_path / "flat.tif", tmp_path / "out", "--patch", "3,3,3") == 1
+    tifffile.imwrite(tmp_path / "time.tif", rng.random((4, 9, 11)).astype(np.float32),
+                     photometric="minisblack", metadata={"axes": "TYX"})  # fmt: skip
+    assert _run("run", tmp_path / "flat.tif", tmp_path / "time.tif", "-o", tmp_path / "out",
+                "--op", "median", "--patch", "3,3,3", "-q") == 1  # fmt: skip
+    err = capsys.readouterr().err
+    assert "flat.tif" in err and "time.tif" in err and "depth" in err
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
 
 
 def test_rgba_tiff_keeps_alpha_and_photometric(tmp_path, rng):
