@@ -1,17 +1,16 @@
 """The ``patchjit`` command line: batch processing of image files and folders.
 
 Commands: ``patchjit run``, ``patchjit ops``, ``patchjit demo``; ``--help`` on each.
-Exit status: 0 all done, 1 some file failed, 2 usage error, 130 interrupted.
+Exit status: 0 all done, 1 some file failed, 2 usage error (before any file is
+processed), 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import glob
-import importlib
-import importlib.util
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -22,140 +21,120 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from ._files import IMAGE_SUFFIXES, TMP_PREFIX, load
+from ._jobs import FileResult, Job, Runner, UsageError, process_file
+from .io import remove_stale_temporaries
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-class UsageError(Exception):
-    """Bad command-line input: reported without a traceback, exit status 2."""
+# --- options: every check runs before any file is read -----------------------------
 
 
-# --- the job: what to run on each image ------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Job:
-    """Everything needed to process one image; picklable, so workers can rebuild it."""
-
-    op: str | None
-    func: str | None
-    params: tuple[tuple[str, object], ...]
-    patch: tuple[int, ...] | None
-    step: tuple[int, ...]
-    edge: str | None
-    window: str | None
-
-    def resolve(self):
-        """Return ``run(image, threads, progress) -> float array of image's shape``."""
-        from . import ops, process_image
-
-        patch = self.patch
-        step = self.step if len(self.step) > 1 else self.step[0]
-        if self.op is not None:
-            op = ops.get(self.op)
-            params = dict(self.params)
-
-            def run(image, threads=None, progress=False):
-                p = _fit_patch(patch or op.default_patch, image, op.kind)
-                return op(image, p, step, edge=self.edge, window=self.window,
-                          threads=threads, progress=progress, **params)  # fmt: skip
-
-            return run
-        func = load_function(self.func)
-        edge = self.edge or "cover"
-
-        def run(image, threads=None, progress=False):
-            p = _fit_patch(patch, image, "process")
-            return process_image(image, func, p, step, edge=edge, window=self.window,
-                                 threads=threads, progress=progress)  # fmt: skip
-
-        return run
-
-
-def _fit_patch(patch, image, kind):
-    """Patch tuple for an image: one entry per spatial axis of a 2-D grey/colour image."""
-    patch = tuple(patch) if isinstance(patch, (tuple, list)) else (int(patch),) * 2
-    if len(patch) == 1:
-        patch = patch * 2
-    return patch
-
-
-def load_function(spec: str):
-    """Import ``module:function`` or ``path/to/file.py:function``."""
-    module_name, sep, name = spec.rpartition(":")
-    if not sep or not module_name or not name:
-        raise UsageError(
-            f"--func must be MODULE:FUNCTION or path/to/file.py:FUNCTION, got {spec!r}"
-        )
+def _parse_numbers(text: str, flag: str, kind=int) -> tuple:
     try:
-        if module_name.endswith(".py") or os.sep in module_name:
-            path = Path(module_name)
-            if not path.is_file():
-                raise UsageError(f"--func: file {module_name!r} does not exist")
-            mod_spec = importlib.util.spec_from_file_location(path.stem, path)
-            module = importlib.util.module_from_spec(mod_spec)
-            mod_spec.loader.exec_module(module)
-        else:
-            module = importlib.import_module(module_name)
-    except UsageError:
-        raise
-    except Exception as exc:
-        raise UsageError(
-            f"--func: cannot import {module_name!r}: {type(exc).__name__}: {exc}"
-        ) from exc
-    try:
-        return getattr(module, name)
-    except AttributeError:
-        raise UsageError(f"--func: module {module_name!r} has no function {name!r}") from None
-
-
-def _parse_ints(text: str, flag: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(","))
+        values = tuple(kind(v) for v in text.split(","))
     except ValueError:
-        raise UsageError(f"{flag} must be N or N,N (positive integers), got {text!r}") from None
-    if not values or any(v < 1 for v in values):
+        raise UsageError(
+            f"{flag} must be one number or one per axis separated by commas, got {text!r}"
+        ) from None
+    if kind is int and any(v < 1 for v in values):
         raise UsageError(f"{flag} must be positive integers, got {text!r}")
     return values
 
 
+def _parse_patch(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    patch = _parse_numbers(text, "--patch")
+    if len(patch) > 3:
+        raise UsageError(f"--patch takes 1, 2 or 3 sizes, got {text!r}")
+    return patch * 2 if len(patch) == 1 else patch
+
+
+def _parse_step(args, patch) -> tuple[tuple | None, tuple | None]:
+    """``(step, overlap)`` from ``--step``/``--overlap``, checked against the patch."""
+    from ._validate import resolve_step
+
+    if args.step is not None and args.overlap is not None:
+        raise UsageError("give either --step or --overlap, not both")
+    step = _parse_numbers(args.step, "--step") if args.step is not None else None
+    overlap = _parse_numbers(args.overlap, "--overlap", float) if args.overlap else None
+    given = step or overlap
+    k = len(patch) if patch else 2
+    if given is not None and len(given) not in (1, k):
+        raise UsageError(f"--step/--overlap need 1 or {k} values (one per patch axis)")
+    try:
+        resolve_step(None, overlap if overlap is None or len(overlap) > 1 else overlap[0],
+                     patch or (8,) * k)  # fmt: skip
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"--overlap: {exc}") from None
+    if overlap is not None and len(overlap) == 1:
+        overlap = overlap[0]
+    if step is not None and len(step) == 1:
+        step = step[0]
+    return step, overlap
+
+
+def _parse_args(items: Sequence[str]) -> tuple:
+    values = []
+    for text in items:
+        try:
+            values.append(int(text))
+        except ValueError:
+            try:
+                values.append(float(text))
+            except ValueError:
+                raise UsageError(f"--arg must be a number, got {text!r}") from None
+    return tuple(values)
+
+
 def _parse_params(op_name: str, items: Sequence[str]) -> tuple[tuple[str, object], ...]:
+    """The op's parameters from ``KEY=VALUE`` items, checked by the op itself."""
     from . import ops
 
     try:
         op = ops.get(op_name)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    known = {p.name: p for p in op.params}
-    parsed = {}
+    given = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
             raise UsageError(f"--param must be KEY=VALUE, got {item!r}")
-        if key not in known:
-            valid = ", ".join(known) or "none"
-            raise UsageError(f"op {op_name!r} has no parameter {key!r}; valid: {valid}")
-        try:
-            parsed[key] = known[key].type(value)
-        except (TypeError, ValueError):
-            raise UsageError(
-                f"--param {key}={value!r}: expected {known[key].type.__name__}"
-            ) from None
-    missing = [p.name for p in op.params if p.default is None and p.name not in parsed]
-    if missing:
-        raise UsageError(f"op {op_name!r} needs --param {missing[0]}=VALUE")
-    return tuple(parsed.items())
+        given[key] = value
+    try:
+        values = op._check_params(given)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"--param: {exc}") from None
+    return tuple(values.items())
+
+
+def _check_map_op(op_name: str, args) -> None:
+    """Map ops give one value per pixel: step 1, edge pad, no window."""
+    from . import ops
+
+    if ops.get(op_name).kind != "map":
+        return
+    for flag, value in (("--step", args.step), ("--overlap", args.overlap),
+                        ("--window", args.window)):  # fmt: skip
+        if value is not None:
+            raise UsageError(f"op {op_name!r} is a map op (one value per pixel): no {flag}")
+    if args.edge not in (None, "pad"):
+        raise UsageError(f"op {op_name!r} is a map op: --edge must be pad, got {args.edge}")
 
 
 # --- inputs and outputs --------------------------------------------------------------
 
 
 def collect(inputs: Sequence[str], outdir: Path, pattern: str | None):
-    """Return ``[(source, destination)]``, refusing anything that could touch the inputs."""
-    from .io import IMAGE_SUFFIXES
+    """Return ``([(source, destination)], ignored)``, refusing to touch the inputs.
 
+    ``ignored`` lists the files in input folders that are not processed (their suffix
+    is not an image suffix, or they do not match ``pattern``).
+    """
     outdir = outdir.resolve()
-    pairs = []
+    pairs, ignored = [], []
 
     def wanted(p: Path) -> bool:
         if pattern is not None:
@@ -172,8 +151,11 @@ def collect(inputs: Sequence[str], outdir: Path, pattern: str | None):
                     f"output folder outside the input tree"
                 )
             for file in sorted(root.rglob("*")):
-                if file.is_file() and wanted(file):
-                    pairs.append((file, outdir / file.relative_to(root)))
+                if file.is_file() and not file.name.startswith(TMP_PREFIX):
+                    if wanted(file):
+                        pairs.append((file, outdir / file.relative_to(root)))
+                    else:
+                        ignored.append(file)
         elif path.is_file():
             pairs.append((path.resolve(), outdir / path.name))
         else:
@@ -191,77 +173,59 @@ def collect(inputs: Sequence[str], outdir: Path, pattern: str | None):
         if dst in seen and seen[dst] != src:
             raise UsageError(f"inputs {seen[dst]} and {src} would both be written to {dst}")
         seen[dst] = src
-    return list(dict.fromkeys(pairs))
-
-
-def process_file(
-    job_run, src: Path, dst: Path, threads=None, progress=False
-) -> tuple[str, str, float]:
-    """Read, process, write one file. Returns (status, message, megapixels)."""
-    from .io import ImageReadError, read_image, write_image
-
-    try:
-        image = read_image(src)
-    except ImageReadError as exc:
-        return "failed", str(exc).splitlines()[0], 0.0
-    try:
-        result = job_run(image, threads=threads, progress=progress)
-    except (ValueError, TypeError) as exc:
-        kind = "usage" if "larger than the image" in str(exc) else "failed"
-        return kind, f"{src}: {exc}", 0.0
-    out = _to_dtype(result, image.dtype)
-    write_image(dst, out)
-    return "done", str(dst), image.shape[0] * image.shape[1] / 1e6
-
-
-def _to_dtype(result: np.ndarray, dtype) -> np.ndarray:
-    dtype = np.dtype(dtype)
-    if dtype.kind in "iu":
-        info = np.iinfo(dtype)
-        return np.clip(np.rint(np.nan_to_num(result, nan=0.0)), info.min, info.max).astype(dtype)
-    return result.astype(dtype)
+    return list(dict.fromkeys(pairs)), ignored
 
 
 # --- worker processes (--jobs) ---------------------------------------------------------
 
-_WORKER_RUN = None
+_WORKER_RUNNER = None
 
 
 def _worker_init(job: Job, threads: int) -> None:
-    global _WORKER_RUN
+    global _WORKER_RUNNER
     import numba
 
     numba.set_num_threads(threads)
-    _WORKER_RUN = job.resolve()
+    _WORKER_RUNNER = job.runner()
 
 
-def _worker_task(src: Path, dst: Path):
-    return process_file(_WORKER_RUN, src, dst)
+def _worker_task(src: Path, dst: Path) -> FileResult:
+    return process_file(_WORKER_RUNNER, src, dst)
 
 
 # --- commands ------------------------------------------------------------------------
 
 
+def _job_from_args(args) -> Job:
+    """Check every option before any file is read (usage errors: exit status 2)."""
+    if (args.op is None) == (args.func is None):
+        raise UsageError("give exactly one of --op NAME or --func MODULE:FUNCTION")
+    patch = _parse_patch(args.patch)
+    if args.func and patch is None:
+        raise UsageError("--func needs --patch N[,N[,N]]")
+    if args.func and args.param:
+        raise UsageError("--param applies to --op only (use --arg for --func)")
+    if args.op and args.arg:
+        raise UsageError("--arg applies to --func only (use --param for --op)")
+    params = _parse_params(args.op, args.param) if args.op else ()
+    if args.op:
+        _check_map_op(args.op, args)
+    step, overlap = _parse_step(args, patch)
+    if args.quality is not None and not 1 <= args.quality <= 100:
+        raise UsageError(f"--quality must be 1 to 100, got {args.quality}")
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be >= 1, got {args.jobs}")
+    return Job(args.op, args.func, params, _parse_args(args.arg), patch, step, overlap,
+               args.edge, args.window, args.dtype, args.quality)  # fmt: skip
+
+
 def cmd_run(args) -> int:
     from tqdm.auto import tqdm
 
-    from .io import remove_stale_temporaries
-
-    if (args.op is None) == (args.func is None):
-        raise UsageError("give exactly one of --op NAME or --func MODULE:FUNCTION")
-    patch = _parse_ints(args.patch, "--patch") if args.patch else None
-    if args.func and patch is None:
-        raise UsageError("--func needs --patch N[,N]")
-    step = _parse_ints(args.step, "--step")
-    params = _parse_params(args.op, args.param) if args.op else ()
-    if args.func and args.param:
-        raise UsageError("--param applies to --op only")
-    job = Job(args.op, args.func, params, patch, step, args.edge, args.window)
-    run = job.resolve()
+    job = _job_from_args(args)
+    runner = job.runner()
     outdir = Path(args.output)
-    pairs = collect(args.inputs, outdir, args.pattern)
-    if args.jobs < 1:
-        raise UsageError(f"--jobs must be >= 1, got {args.jobs}")
+    pairs, ignored = collect(args.inputs, outdir, args.pattern)
     todo, skipped = [], []
     for src, dst in pairs:
         (skipped if dst.exists() and not args.overwrite else todo).append((src, dst))
@@ -269,85 +233,106 @@ def cmd_run(args) -> int:
         for src, dst in pairs:
             state = "skip (exists)" if (src, dst) in skipped else "process"
             print(f"{state}: {src} -> {dst}")
+        for path in ignored:
+            print(f"ignore (not an image suffix or --pattern): {path}")
         print(f"{len(todo)} to process, {len(skipped)} to skip (dry run: nothing written)")
         return EXIT_OK
     if outdir.exists():
         remove_stale_temporaries(outdir)
+    _print_ignored(ignored)
     if not todo:
         print(f"nothing to do: {len(skipped)} outputs already exist (use --overwrite)")
         return EXIT_OK
-    if args.jobs == 1:
-        _warm_up(run, todo, args.threads)  # compile once, before the loop and the clock
     t_start = time.perf_counter()
-    done = failed = 0
-    usage = False
-    mpix = 0.0
     results = []
     if args.jobs == 1:
+        _warm_up(runner, todo, args.threads)  # compile once, before the bar and the clock
+        t_start = time.perf_counter()
         single = len(todo) == 1
         bar = tqdm(todo, unit="file", disable=single or args.quiet)
         for src, dst in bar:
-            results.append(process_file(run, src, dst, args.threads, single and not args.quiet))
+            results.append(process_file(runner, src, dst, args.threads, single and not args.quiet))
             _report(results[-1], bar)
     else:
-        import numba
+        results = _run_pool(job, todo, args)
+    return _summary(results, len(skipped), time.perf_counter() - t_start)
 
-        per_worker = max(1, (args.threads or numba.config.NUMBA_NUM_THREADS) // args.jobs)
-        with ProcessPoolExecutor(
-            args.jobs, mp_context=get_context("spawn"), initializer=_worker_init,
-            initargs=(job, per_worker),
-        ) as pool:  # fmt: skip
-            futures = [pool.submit(_worker_task, src, dst) for src, dst in todo]
-            bar = tqdm(total=len(futures), unit="file", disable=args.quiet)
-            try:
-                for fut in as_completed(futures):
-                    results.append(fut.result())
-                    _report(results[-1], bar)
-                    bar.update()
-            except KeyboardInterrupt:
-                for f in futures:
-                    f.cancel()
-                raise
-            finally:
-                bar.close()
-    for status, _, mp in results:
-        done += status == "done"
-        failed += status != "done"
-        usage |= status == "usage"
-        mpix += mp
-    elapsed = time.perf_counter() - t_start
+
+def _run_pool(job: Job, todo, args) -> list[FileResult]:
+    """Process ``todo`` in ``--jobs`` spawned workers, each with a share of the threads."""
+    import numba
+    from tqdm.auto import tqdm
+
+    per_worker = max(1, (args.threads or numba.config.NUMBA_NUM_THREADS) // args.jobs)
+    results = []
+    with ProcessPoolExecutor(
+        args.jobs, mp_context=get_context("spawn"), initializer=_worker_init,
+        initargs=(job, per_worker),
+    ) as pool:  # fmt: skip
+        futures = [pool.submit(_worker_task, src, dst) for src, dst in todo]
+        bar = tqdm(total=len(futures), unit="file", disable=args.quiet)
+        try:
+            for fut in as_completed(futures):
+                results.append(fut.result())
+                _report(results[-1], bar)
+                bar.update()
+        except KeyboardInterrupt:
+            for f in futures:
+                f.cancel()
+            raise
+        finally:
+            bar.close()
+    return results
+
+
+def _summary(results: list[FileResult], skipped: int, elapsed: float) -> int:
+    done = [r for r in results if r.status == "done"]
+    failed = [r for r in results if r.status != "done"]
+    mpix = sum(r.megapixels for r in done)
     rate = mpix / elapsed if elapsed > 0 else 0.0
     print(
-        f"done {done}, skipped {len(skipped)}, failed {failed} in {elapsed:.1f} s "
+        f"done {len(done)}, skipped {skipped}, failed {len(failed)} in {elapsed:.1f} s "
         f"({rate:.2f} megapixels/s)"
     )
-    if usage:
-        return EXIT_USAGE
+    if failed:
+        print("failed files:")
+        for r in sorted(failed, key=lambda r: r.src):
+            print(f"  {r.src}")
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def _warm_up(run, todo, threads) -> None:
-    """Compile the job on a small crop of the first readable image."""
-    from .io import read_image
+def _print_ignored(ignored: list[Path]) -> None:
+    """Name what the folders held besides the images processed, by suffix."""
+    if not ignored:
+        return
+    counts: dict[str, int] = {}
+    for p in ignored:
+        key = p.suffix.lower() or "(no suffix)"
+        counts[key] = counts.get(key, 0) + 1
+    kinds = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    files = "file" if len(ignored) == 1 else "files"
+    print(f"not processed: {len(ignored)} {files} in the input folders ({kinds}); see --dry-run")
 
+
+def _warm_up(runner: Runner, todo, threads) -> None:
+    """Compile the job on a small crop of the first readable image (errors: ignored)."""
     for src, _ in todo:
         try:
-            sample = read_image(src)
+            picture = load(src)
         except Exception:
             continue
-        crop = tuple(slice(0, min(n, 64)) for n in sample.shape[:2])
-        try:
-            run(np.ascontiguousarray(sample[crop]), threads=threads)
-        except (ValueError, TypeError) as exc:
-            if "larger than the image" not in str(exc):
-                raise UsageError(f"{src}: {exc}") from None
+        crop = tuple(slice(None) if a == "S" else slice(0, 64) for a in picture.axes)
+        small = dataclasses.replace(picture, pixels=np.ascontiguousarray(picture.pixels[crop]))
+        with contextlib.suppress(Exception):
+            runner.apply(small, threads=threads)
         return
 
 
-def _report(result, bar) -> None:
-    status, message, _ = result
-    if status != "done":
-        bar.write(f"failed: {message}", file=sys.stderr)
+def _report(result: FileResult, bar) -> None:
+    if result.status != "done":
+        bar.write(f"failed: {result.message}", file=sys.stderr)
+    if result.warning:
+        bar.write(f"warning: {result.warning}", file=sys.stderr)
 
 
 def cmd_ops(args) -> int:
@@ -369,6 +354,39 @@ def cmd_demo(args) -> int:
     return EXIT_OK
 
 
+RUN_EPILOG = """\
+examples:
+  patchjit run photos/ -o denoised/ --op dct-denoise --param sigma=25
+  patchjit run stack.tif -o out/ --op median --patch 5         # each page (plane)
+  patchjit run stack.tif -o out/ --op median --patch 3,5,5     # ZYX volume
+  patchjit run scans/ -o out/ --op mean-remove --dtype float32  # signed result
+  patchjit run data/ -o out/ --func my_filters:sharpen --arg 0.5 --patch 16 --overlap 0.5
+
+--edge:
+  cover   patches on a regular grid, plus one flush with the far border where the grid
+          stops short, so every pixel is covered (default for process ops)
+  valid   the regular grid only; pixels no patch covers are NaN in a float output
+          (--dtype float32) and make an integer output fail
+  pad     the image is reflect-padded so border pixels are covered as often as
+          interior ones (map ops: always)
+
+--window (weights of each position in a patch when overlapping results are merged;
+every weight is positive):
+  boxcar    equal weights: the plain mean (the default)
+  triangle  linear ramp, highest at the patch centre
+  hann      raised cosine (ends above 0)
+  hamming   raised cosine on a pedestal (ends at 0.08)
+  gaussian  gaussian with sigma = patch / 4
+
+exit status:
+  0    every file done (or skipped because its output exists)
+  1    some file failed; each is reported by name with the reason, the rest are done
+  2    usage error, found before any file is read (unknown op, bad --param,
+       --func that cannot be imported, output folder inside an input folder)
+  130  interrupted (Ctrl-C); no partial output file is left behind
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="patchjit",
@@ -382,22 +400,41 @@ def build_parser() -> argparse.ArgumentParser:
         "run", help="process image files and folders",
         description="Process images patch by patch. Folders are walked recursively and "
         "their tree is mirrored under OUTDIR. Existing outputs are skipped unless "
-        "--overwrite; outputs are written atomically; inputs are never modified.",
+        "--overwrite; outputs are written atomically with the permissions of a plain new "
+        "file; inputs are never modified. Outputs keep each input's format, axes, dtype, "
+        "alpha, EXIF, ICC profile, DPI and JPEG quality (see the README).",
+        epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     run.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders or globs")
     run.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
     what = run.add_mutually_exclusive_group()
-    what.add_argument("--op", help="built-in operation (see `patchjit ops`)")
+    what.add_argument("--op", help="built-in operation (see: patchjit ops)")
     what.add_argument("--func", metavar="MODULE:FUNCTION",
-                      help="your own numba callback func(patch, out): module:function or "
+                      help="your own numba callback func(patch, out, *args): "
+                      "module:function (modules in the current folder included) or "
                       "path/to/file.py:function")  # fmt: skip
     run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                      help="parameter of --op (repeatable)")  # fmt: skip
-    run.add_argument("--patch", metavar="N[,N]", help="patch size (default: the op's)")
-    run.add_argument("--step", default="1", metavar="N[,N]", help="stride (default 1)")
-    run.add_argument("--edge", choices=("cover", "valid", "pad"), help="border handling")
+    run.add_argument("--arg", action="append", default=[], metavar="VALUE",
+                     help="number passed to the --func callback after (patch, out) "
+                     "(repeatable, in order)")  # fmt: skip
+    run.add_argument("--patch", metavar="N[,N[,N]]",
+                     help="patch size: 1 or 2 sizes process each 2-D plane (each page of a "
+                     "stack), 3 sizes process volumes (ZYX); default: the op's")  # fmt: skip
+    run.add_argument("--step", metavar="N[,N]", help="stride between patches (default 1)")
+    run.add_argument("--overlap", metavar="F[,F]",
+                     help="instead of --step: fraction in [0, 1) of a patch that neighbours "
+                     "share; step = max(1, int(patch * (1 - F))), MONAI's rule")  # fmt: skip
+    run.add_argument("--edge", choices=("cover", "valid", "pad"),
+                     help="border handling (see below; default cover, map ops: pad)")  # fmt: skip
     run.add_argument("--window", choices=("boxcar", "triangle", "hann", "hamming", "gaussian"),
-                     help="weighted merging window")  # fmt: skip
+                     help="weights for merging overlapping patches (see below)")  # fmt: skip
+    run.add_argument("--dtype", choices=("uint8", "uint16", "int16", "int32", "float32",
+                     "float64"), help="output dtype (default: the input's), e.g. float32 to "
+                     "keep signed or fractional results in a TIFF")  # fmt: skip
+    run.add_argument("--quality", type=int, metavar="Q",
+                     help="JPEG/WebP quality 1-100 (default: a JPEG keeps its own quantisation "
+                     "tables; otherwise 95)")  # fmt: skip
     run.add_argument("--pattern", metavar="GLOB", help="only files matching GLOB in folders")
     run.add_argument("--jobs", type=int, default=1, metavar="N",
                      help="worker processes for many small images (default 1)")  # fmt: skip

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from . import ops
+from ._cast import to_dtype
 from .io import read_image, write_image
 
 
@@ -25,11 +26,15 @@ def sample_image() -> np.ndarray:
 
 
 def run_demo(outdir: Path, sigma: float = 25.0, threads: int | None = None) -> dict:
-    """Add noise to the sample, denoise it, write PNGs, print PSNR and time."""
+    """Add noise to the sample, denoise it, write PNGs, print PSNR and time.
+
+    ``outdir`` is relative to the current folder (the CLI's default is
+    ``./patchjit-demo``, where the user runs it).
+    """
     clean = sample_image()
     rng = np.random.default_rng(0)
     noisy_f = clean + rng.normal(0.0, sigma, clean.shape)
-    noisy = np.clip(np.rint(noisy_f), 0, 255).astype(np.uint8)
+    noisy = to_dtype(noisy_f, np.uint8)
     op = ops.get("dct-denoise")
     t0 = time.perf_counter()
     op(np.ascontiguousarray(noisy[:32, :32]), sigma=sigma, threads=threads)  # compile once
@@ -37,7 +42,7 @@ def run_demo(outdir: Path, sigma: float = 25.0, threads: int | None = None) -> d
     t0 = time.perf_counter()
     denoised_f = op(noisy, sigma=sigma, threads=threads)
     run_s = time.perf_counter() - t0
-    denoised = np.clip(np.rint(denoised_f), 0, 255).astype(np.uint8)
+    denoised = to_dtype(denoised_f, np.uint8)
     gap = np.full((clean.shape[0], 8), 255, np.uint8)
     side = np.hstack([clean, gap, noisy, gap, denoised])
     outdir.mkdir(parents=True, exist_ok=True)

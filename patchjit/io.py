@@ -1,78 +1,91 @@
-"""Reading and writing image files for the command line.
+"""Reading and writing image files: the plain-array face of :mod:`patchjit._files`.
 
-TIFF goes through :mod:`tifffile` (8/16-bit integer and float32, grey or colour);
-PNG, JPEG and BMP through :mod:`imageio` (Pillow underneath). Writes are atomic: the
-data goes to a hidden temporary file in the destination folder, which is renamed into
-place only once complete, so an interrupted run never leaves a half-written output.
+:func:`read_image` returns an image file's samples as an array in the stored dtype;
+:func:`write_image` writes an array to a new file in the format its suffix names
+(TIFF through :mod:`tifffile`; PNG, JPEG, BMP, GIF, WebP and PNM through Pillow).
+The command line goes through :mod:`patchjit._files` instead, which also keeps each
+file's axes, alpha, EXIF, ICC profile, DPI and JPEG quality when writing a result.
+
+Writes are atomic: the data goes to a hidden temporary file in the destination folder
+(created with the permissions a plain ``open()`` gives under the umask), which is
+renamed into place only once complete, so an interrupted run never leaves a
+half-written output.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
-TMP_PREFIX = ".patchjit-tmp-"
-_TIFF = (".tif", ".tiff")
+from ._files import (
+    IMAGE_SUFFIXES,
+    TIFF_SUFFIXES,
+    TMP_PREFIX,
+    ImageReadError,
+    atomic_output,
+    load,
+)
 
-
-class ImageReadError(Exception):
-    """An input file could not be read as an image."""
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "TMP_PREFIX",
+    "ImageReadError",
+    "read_image",
+    "remove_stale_temporaries",
+    "write_image",
+]
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file into an array of its stored dtype.
+    """Read an image file into an array of its stored dtype, alpha included.
 
-    Grey images are 2-D ``(H, W)``; colour images ``(H, W, C)``.
+    Grey images are ``(H, W)``, colour ``(H, W, C)``; TIFF stacks keep their series'
+    axes (e.g. ``(Z, H, W)``). Palette images are returned as RGB (RGBA with
+    transparency), 1-bit images as ``bool``.
 
     Raises
     ------
     ImageReadError
-        The file is missing, unreadable, corrupt or not an image; the message names
-        the file and the reason.
+        The file is missing, empty, not an image, corrupt or of an unsupported kind;
+        the message names the file and the reason on one line.
     """
-    path = Path(path)
     try:
-        if path.suffix.lower() in _TIFF:
-            import tifffile
-
-            image = tifffile.imread(path)
-        else:
-            import imageio.v3 as iio
-
-            image = iio.imread(path)
-    except Exception as exc:  # every reader raises its own error types
-        raise ImageReadError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from exc
-    image = np.asarray(image)
-    if image.ndim not in (2, 3) or image.size == 0:
-        raise ImageReadError(f"{path}: unsupported image shape {image.shape}")
-    return image
+        picture = load(path)
+    except ImageReadError as exc:
+        raise ImageReadError(f"{path}: {exc}") from None
+    return picture.full(picture.pixels)
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
-    """Write ``image`` to ``path`` atomically, in the format its suffix names."""
+    """Write ``image`` (``(H, W)`` or ``(H, W, C)``) to ``path`` atomically.
+
+    The format is the one the suffix names. 8-bit images with 1 to 4 channels are
+    written as L, LA, RGB or RGBA; TIFF takes any dtype and shape tifffile writes.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        if path.suffix.lower() in _TIFF:
+    image = np.asarray(image)
+    with atomic_output(path) as tmp:
+        if path.suffix.lower() in TIFF_SUFFIXES:
             import tifffile
 
             tifffile.imwrite(tmp, image)
         else:
-            import imageio.v3 as iio
+            from PIL import Image
 
-            iio.imwrite(tmp, image, extension=path.suffix.lower())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+            Image.fromarray(np.ascontiguousarray(image)).save(tmp, format=_pil_format(path))
+
+
+def _pil_format(path: Path) -> str:
+    from PIL import Image
+
+    ext = path.suffix.lower()
+    formats = Image.registered_extensions()
+    if ext not in formats:
+        raise ValueError(f"{path}: no image format for suffix {ext!r}")
+    return formats[ext]
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> int:

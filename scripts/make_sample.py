@@ -7,7 +7,7 @@ It is generated, not photographed, so it carries no licence restrictions.
 
 from pathlib import Path
 
-import imageio.v3 as iio
+from PIL import Image
 import numpy as np
 from scipy import ndimage
 
@@ -33,5 +33,5 @@ def make(n: int = 384) -> np.ndarray:
 
 if __name__ == "__main__":
     out = Path(__file__).resolve().parents[1] / "patchjit" / "data" / "sample.png"
-    iio.imwrite(out, make())
+    Image.fromarray(make()).save(out)
     print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB)")

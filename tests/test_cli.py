@@ -166,7 +166,7 @@ def test_patch_larger_than_image_names_it(tmp_path, capsys):
     write_image(tmp_path / "in" / "tiny.png", np.zeros((6, 6), np.uint8))
     code = _run("run", tmp_path / "in", "-o", tmp_path / "out", "--op", "identity",
                 "--patch", "9", "-q")  # fmt: skip
-    assert code == cli.EXIT_USAGE
+    assert code == cli.EXIT_FAILED  # a file's problem, not a usage error
     err = capsys.readouterr().err
     assert "tiny.png" in err and "larger" in err
 
@@ -248,3 +248,183 @@ def test_interrupt_leaves_no_partial_files(tmp_path, clean):
     for p in written:  # every output present is complete
         i = int(p.stem[3:])
         np.testing.assert_allclose(read_image(p), clean.astype(np.float32) + i, rtol=1e-6)
+
+
+# --- issue 9: results, failures, callbacks and options --------------------------------
+
+
+def _mean_remove_ref(x, p, s):
+    """Plain loop: every patch minus its mean, averaged where patches overlap (cover grid)."""
+    h, w = x.shape
+    acc, cnt = np.zeros((h, w)), np.zeros((h, w))
+
+    def starts(n):
+        return sorted(set(range(0, n - p + 1, s)) | {n - p})
+
+    for y in starts(h):
+        for x0 in starts(w):
+            patch = x[y : y + p, x0 : x0 + p].astype(float)
+            acc[y : y + p, x0 : x0 + p] += patch - patch.mean()
+            cnt[y : y + p, x0 : x0 + p] += 1
+    return acc / cnt
+
+
+@pytest.fixture
+def small_u8(tmp_path):
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (14, 17)).astype(np.uint8)
+    write_image(tmp_path / "in" / "a.tif", image)
+    return tmp_path / "in" / "a.tif", image
+
+
+def test_dtype_float32_keeps_signed_results(small_u8, tmp_path):
+    src, image = small_u8
+    code = _run("run", src, "-o", tmp_path / "out", "--op", "mean-remove", "--patch", "4",
+                "--dtype", "float32", "-q")  # fmt: skip
+    assert code == 0
+    got = read_image(tmp_path / "out" / "a.tif")
+    assert got.dtype == np.float32 and got.min() < -20
+    np.testing.assert_allclose(got, _mean_remove_ref(image, 4, 1), rtol=1e-5, atol=1e-4)
+
+
+def test_clipping_warns_with_file_and_fraction(small_u8, tmp_path, capsys):
+    src, image = small_u8
+    code = _run("run", src, "-o", tmp_path / "out", "--op", "mean-remove", "--patch", "4", "-q")
+    assert code == 0
+    err = capsys.readouterr().err
+    ref = np.rint(_mean_remove_ref(image, 4, 1))
+    fraction = np.mean((ref < 0) | (ref > 255))
+    assert fraction > 0.2
+    assert f"warning: {src}: {fraction:.1%}" in err
+    got = read_image(tmp_path / "out" / "a.tif")
+    np.testing.assert_array_equal(got, np.clip(ref, 0, 255))
+
+
+def test_overlap_gives_monai_step_and_excludes_step(small_u8, tmp_path, capsys):
+    src, image = small_u8
+    out = tmp_path / "out"
+    assert _run("run", src, "-o", out, "--op", "mean-remove", "--patch", "4", "--overlap",
+                "0.5", "--dtype", "float64", "-q") == 0  # fmt: skip
+    expected = _mean_remove_ref(image, 4, 2)  # step = int(4 * (1 - 0.5))
+    np.testing.assert_allclose(read_image(out / "a.tif"), expected, rtol=1e-5, atol=1e-4)
+    assert _run("run", src, "-o", out, "--op", "identity", "--step", "2",
+                "--overlap", "0.5") == cli.EXIT_USAGE  # fmt: skip
+    assert "not both" in capsys.readouterr().err
+
+
+def test_uncovered_pixels_error_for_integers_nan_for_floats(small_u8, tmp_path, capsys):
+    src, _ = small_u8
+    base = ("run", src, "--op", "identity", "--patch", "4", "--step", "5", "--edge", "valid")
+    assert _run(*base, "-o", tmp_path / "int", "-q") == cli.EXIT_FAILED
+    assert "NaN" in capsys.readouterr().err
+    assert not (tmp_path / "int" / "a.tif").exists()
+    assert _run(*base, "-o", tmp_path / "float", "--dtype", "float32", "-q") == 0
+    got = read_image(tmp_path / "float" / "a.tif")
+    covered = np.zeros(got.shape, bool)  # patches start at 0, 5, 10 (if they fit)
+    for y in range(0, got.shape[0] - 3, 5):
+        for x in range(0, got.shape[1] - 3, 5):
+            covered[y : y + 4, x : x + 4] = True
+    np.testing.assert_array_equal(np.isnan(got), ~covered)
+
+
+PLANE_CB = """
+import numba
+
+@numba.njit
+def plane(patch, out):
+    for i in range(patch.shape[0]):
+        for j in range(patch.shape[1]):
+            out[i, j] = float(patch[i, j])  # a scalar: grey patches only
+"""
+
+
+def test_func_compiles_per_image_kind_and_batch_goes_on(tree, tmp_path, capsys):
+    src, files, _ = tree
+    (src / "sub" / "corrupt.png").unlink()
+    (tmp_path / "planecb.py").write_text(PLANE_CB)
+    out = tmp_path / "out"
+    code = _run("run", src, "-o", out, "--func", f"{tmp_path / 'planecb.py'}:plane",
+                "--patch", "4", "-q")  # fmt: skip
+    assert code == cli.EXIT_FAILED
+    captured = capsys.readouterr()
+    failed = [ln for ln in captured.err.splitlines() if ln.startswith("failed:")]
+    assert len(failed) == 1 and "rgb.png" in failed[0] and "compile" in failed[0]
+    assert "Traceback" not in captured.err and len(captured.err.splitlines()) == 1
+    assert "done 3, skipped 0, failed 1" in captured.out
+    for name in ("grey.png", "sub/deeper/grey16.tif", "float.tif"):
+        np.testing.assert_allclose(read_image(out / name), files[name], rtol=1e-6, atol=0)
+
+
+def test_func_module_from_current_folder_with_args(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delitem(sys.modules, "my_affine_cb", raising=False)
+    (tmp_path / "my_affine_cb.py").write_text(
+        "import numba\n\n@numba.njit\ndef affine(patch, out, a, b):\n    out[...] = patch * a + b\n"
+    )
+    image = np.random.default_rng(0).random((9, 10)).astype(np.float32)
+    write_image(tmp_path / "in" / "x.tif", image)
+    code = _run("run", "in", "-o", "out", "--func", "my_affine_cb:affine", "--arg", "2",
+                "--arg", "0.5", "--patch", "3", "-q")  # fmt: skip
+    assert code == 0
+    np.testing.assert_allclose(read_image(tmp_path / "out" / "x.tif"), 2 * image + 0.5,
+                               rtol=1e-6)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--op", "dct-denoise", "--param", "sigma=-1"], "sigma"),
+        (["--op", "median", "--step", "2"], "map op"),
+        (["--op", "identity", "--arg", "1"], "--arg"),
+        (["--func", "numpy:add", "--patch", "3", "--arg", "x"], "--arg"),
+        (["--op", "identity", "--overlap", "1.5"], "overlap"),
+        (["--op", "identity", "--quality", "0"], "quality"),
+    ],
+)
+def test_option_errors_are_usage_errors_not_file_errors(tree, tmp_path, capsys, argv, message):
+    src, _, _ = tree
+    assert _run("run", src, "-o", tmp_path / "out", *argv) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert message in err and str(src) not in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_help_shows_examples_exit_codes_and_every_choice(capsys):
+    assert _run("run", "--help") == 0
+    text = capsys.readouterr().out
+    assert "examples:" in text and "exit status:" in text
+    for word in ("130", "cover", "valid", "pad", "boxcar", "triangle", "hann", "hamming",
+                 "gaussian", "--overlap", "--dtype", "--arg", "--quality"):  # fmt: skip
+        assert f"\n  {word}" in text or (word.startswith("-") and word in text), word
+
+
+def test_demo_writes_where_it_runs_and_is_ignored(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert _run("demo") == 0
+    assert (tmp_path / "patchjit-demo" / "denoised.png").exists()
+    gitignore = Path(__file__).resolve().parents[1] / ".gitignore"
+    assert "patchjit-demo/" in gitignore.read_text().split()
+
+
+@pytest.mark.slow
+def test_denoise_folder_example_writes_what_it_says(tmp_path):
+    shim = tmp_path / "bin" / "patchjit"  # this checkout's CLI, whatever is installed
+    shim.parent.mkdir()
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m patchjit.cli "$@"\n')
+    shim.chmod(0o755)
+    script = Path(__file__).resolve().parents[1] / "examples" / "denoise_folder.sh"
+    env = {**os.environ, "PATH": f"{shim.parent}{os.pathsep}{os.environ['PATH']}"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(script.parents[1]),
+                                                      env.get("PYTHONPATH")]))  # fmt: skip
+    proc = subprocess.run(["bash", str(script), str(tmp_path / "work")], env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "work" / "denoised"
+    assert _outputs(out) == ["colour/rgb.png", "grey.png", "scans/grey16.tif"]
+    clean = sample_image().astype(float)
+    noisy16 = read_image(tmp_path / "work" / "noisy" / "scans" / "grey16.tif")
+    denoised16 = read_image(out / "scans" / "grey16.tif")
+    assert denoised16.dtype == np.uint16
+    peak = 65535
+    assert psnr(clean * 257, denoised16, peak) > psnr(clean * 257, noisy16, peak) + 5

@@ -1,0 +1,310 @@
+"""Image files with their metadata: what the command line reads, processes and writes.
+
+A :class:`Picture` is an image file's pixels plus what is needed to write a result
+back the way the file's owner expects. Both come from the imaging libraries' own
+metadata, never from guessing at array shapes:
+
+- TIFF through :mod:`tifffile`: the first series, its axes (``YX``, ``YXS``, ``ZYX``,
+  ``TYX``, ``CYX``, ``QYX``, ...), photometric, planar configuration, extra samples
+  (alpha), resolution, ICC profile, description and axes metadata.
+- PNG, JPEG, BMP, GIF, WebP and PNM through Pillow: the mode (``L``, ``LA``, ``RGB``,
+  ``RGBA``, ``CMYK``, ``P``, ``1``, ``I;16``, ``I``, ``F``), EXIF (orientation
+  included), ICC profile, DPI and the JPEG quantisation tables.
+
+Colour samples and alpha are kept apart: :attr:`Picture.pixels` holds the samples to
+process and :attr:`Picture.alpha` the alpha (or other extra) samples, written back
+unchanged. Palette images become RGB (RGBA when the palette has transparency).
+
+Writes are atomic and honour the umask: data goes to a hidden temporary file created
+like a plain ``open()`` would create it, which is renamed into place once complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import secrets
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["ImageReadError", "Picture", "atomic_output", "load", "save"]
+
+TMP_PREFIX = ".patchjit-tmp-"
+TIFF_SUFFIXES = (".tif", ".tiff")
+PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".ppm", ".pgm", ".pbm", ".pnm")
+IMAGE_SUFFIXES = TIFF_SUFFIXES + PIL_SUFFIXES  # what folders are searched for
+
+# Pillow modes: (colour samples, alpha samples); other modes are converted on reading.
+_PIL_MODES = {
+    "1": (1, 0), "L": (1, 0), "I;16": (1, 0), "I": (1, 0), "F": (1, 0),
+    "LA": (1, 1), "RGB": (3, 0), "RGBA": (3, 1), "CMYK": (4, 0),
+}  # fmt: skip
+_PIL_CONVERT = {"P": "RGB", "PA": "RGBA", "I;16B": "I;16", "I;16L": "I;16", "I;16N": "I;16"}
+# TIFF compressions tifffile writes without imagecodecs; others are written uncompressed.
+_TIFF_COMPRESSIONS = {1, 8, 32946}
+
+
+class ImageReadError(Exception):
+    """An input file could not be read as an image; the message is one line."""
+
+
+@dataclasses.dataclass
+class Picture:
+    """An image file's pixels and what is needed to write it back faithfully.
+
+    Attributes
+    ----------
+    pixels : numpy.ndarray
+        The samples to process, in the file's axis order (see :attr:`axes`); alpha
+        excluded. A single colour sample has no ``S`` axis (grey+alpha is ``YX``).
+    axes : str
+        One letter per axis of :attr:`pixels`: ``Y``, ``X`` spatial, ``Z`` depth,
+        ``S`` colour samples, and any other letter (``T``, ``C``, ``Q``, ``I`` ...)
+        an axis of independent images.
+    alpha : numpy.ndarray or None
+        Alpha (or other extra) samples, written back unchanged: the stored array's
+        axes with ``S`` holding only the extra samples.
+    dtype : numpy.dtype
+        The stored dtype (``bool`` for 1-bit images).
+    kind : {"tiff", "pil"}
+        Which library writes the result.
+    options : dict
+        What the writer needs (mode, format, EXIF, ICC, DPI, quantisation tables,
+        photometric, resolution, axes metadata ...).
+    """
+
+    pixels: np.ndarray
+    axes: str
+    alpha: np.ndarray | None
+    dtype: np.dtype
+    kind: str
+    options: dict
+
+    def full(self, result: np.ndarray) -> np.ndarray:
+        """``result`` (shaped like :attr:`pixels`) with the alpha samples put back.
+
+        The result is in the stored axis order, ready to write; alpha is converted to
+        ``result``'s dtype (exactly: alpha values fit every dtype the CLI writes).
+        """
+        if self.alpha is None:
+            return result
+        s = self.options["sample_axis"]
+        if "S" not in self.axes:
+            result = np.expand_dims(result, s)
+        return np.concatenate([result, self.alpha.astype(result.dtype)], axis=s)
+
+
+# --- reading -------------------------------------------------------------------------
+
+
+def load(path: str | os.PathLike) -> Picture:
+    """Read an image file with its metadata.
+
+    Raises
+    ------
+    ImageReadError
+        Missing, empty, not an image, corrupt or of an unsupported kind; the message
+        is one line naming the reason (the caller adds the file name).
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ImageReadError(f"cannot open: {exc.strerror or exc}") from None
+    if size == 0:
+        raise ImageReadError("empty file")
+    if path.suffix.lower() in TIFF_SUFFIXES:
+        return _load_tiff(path)
+    return _load_pil(path)
+
+
+def _load_tiff(path: Path) -> Picture:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            data = series.asarray()
+            page = series.keyframe
+            axes = series.axes
+            options = {
+                "photometric": int(page.photometric),
+                "planarconfig": int(page.planarconfig),
+                "compression": int(page.compression)
+                if int(page.compression) in _TIFF_COMPRESSIONS
+                else None,
+                "resolution": page.resolution if "XResolution" in page.tags else None,
+                "resolutionunit": int(page.resolutionunit),
+                "iccprofile": page.iccprofile,
+                "extrasamples": tuple(int(e) for e in page.extrasamples),
+                "imagej": tif.imagej_metadata if tif.is_imagej else None,
+                "description": None if tif.is_shaped or tif.is_imagej else page.description,
+                "colormap": page.colormap,
+            }
+    except tifffile.TiffFileError as exc:
+        raise ImageReadError(f"not an image: {_first_line(exc)}") from None
+    except Exception as exc:  # corrupt data, unsupported encodings
+        raise ImageReadError(f"cannot read TIFF: {_first_line(exc)}") from None
+    if options["photometric"] == 3 and options["colormap"] is not None:  # PALETTE
+        rgb = np.moveaxis(options["colormap"][:, data], 0, -1)
+        data, axes = rgb, axes + "S"
+        options.update(photometric=2, planarconfig=1, extrasamples=())
+    options.pop("colormap")
+    alpha = None
+    n_alpha = sum(e in (1, 2) for e in options["extrasamples"])  # associated/unassociated
+    if n_alpha and "S" in axes:
+        s = axes.index("S")
+        n_colour = data.shape[s] - n_alpha
+        alpha = np.take(data, range(n_colour, data.shape[s]), axis=s)
+        data = np.take(data, range(n_colour), axis=s)
+        options["sample_axis"] = s
+        if n_colour == 1:
+            data, axes = np.squeeze(data, s), axes.replace("S", "")
+    options["stored_axes"] = series.axes
+    return Picture(data, axes, alpha, data.dtype, "tiff", options)
+
+
+def _load_pil(path: Path) -> Picture:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            n_frames = getattr(im, "n_frames", 1)
+            if n_frames > 1:
+                raise ImageReadError(
+                    f"{im.format} with {n_frames} frames: animated images are not supported"
+                )
+            info = im.info
+            options = {
+                "format": im.format,
+                "exif": info.get("exif"),
+                "icc_profile": info.get("icc_profile"),
+                "dpi": info.get("dpi"),
+            }
+            if im.format == "JPEG":
+                from PIL import JpegImagePlugin
+
+                options["qtables"] = im.quantization
+                options["subsampling"] = JpegImagePlugin.get_sampling(im)
+            mode = im.mode
+            if mode == "P" and "transparency" in info:
+                mode = "RGBA"
+            mode = _PIL_CONVERT.get(mode, mode)
+            if mode not in _PIL_MODES:
+                raise ImageReadError(f"Pillow mode {im.mode!r} is not supported")
+            im = im.convert(mode) if mode != im.mode else im
+            data = np.asarray(im)
+    except ImageReadError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageReadError("not an image: Pillow cannot identify its format") from None
+    except Exception as exc:  # truncated or corrupt data
+        raise ImageReadError(f"cannot read image: {_first_line(exc)}") from None
+    options["mode"] = mode
+    n_colour, n_alpha = _PIL_MODES[mode]
+    alpha, axes = None, "YXS" if data.ndim == 3 else "YX"
+    if n_alpha:
+        alpha, data = data[..., n_colour:], data[..., :n_colour]
+        options["sample_axis"] = 2
+    if n_colour == 1 and data.ndim == 3:
+        data, axes = data[..., 0], "YX"
+    return Picture(np.ascontiguousarray(data), axes, alpha, data.dtype, "pil", options)
+
+
+# --- writing -------------------------------------------------------------------------
+
+
+def save(path: str | os.PathLike, picture: Picture, image: np.ndarray, quality=None) -> None:
+    """Write ``image`` (all stored samples, stored axis order) like ``picture``'s file.
+
+    ``quality`` applies to JPEG and WebP: ``None`` keeps a JPEG's own quantisation
+    tables (Pillow's ``quality="keep"``) and otherwise means 95.
+    """
+    path = Path(path)
+    with atomic_output(path) as tmp:
+        if picture.kind == "tiff":
+            _save_tiff(tmp, picture, image)
+        else:
+            _save_pil(tmp, picture, image, quality)
+
+
+def _save_tiff(tmp: Path, picture: Picture, image: np.ndarray) -> None:
+    import tifffile
+
+    o = picture.options
+    kwargs = {
+        "photometric": o["photometric"],
+        "planarconfig": o["planarconfig"] if "S" in o["stored_axes"] else None,
+        "compression": o["compression"],
+        "iccprofile": o["iccprofile"],
+        "extrasamples": o["extrasamples"] or None,
+    }
+    if o["resolution"] is not None:
+        kwargs.update(resolution=o["resolution"], resolutionunit=o["resolutionunit"])
+    if o["imagej"] is not None and image.dtype in (np.uint8, np.uint16, np.float32):
+        kwargs.update(imagej=True, metadata={**o["imagej"], "axes": o["stored_axes"]})
+        kwargs.pop("planarconfig")
+    else:
+        kwargs["metadata"] = {"axes": o["stored_axes"]}
+        if o["description"]:
+            kwargs["description"] = o["description"]
+    if image.dtype == np.bool_:
+        image = image.astype(np.uint8)
+    tifffile.imwrite(tmp, image, **{k: v for k, v in kwargs.items() if v is not None})
+
+
+def _save_pil(tmp: Path, picture: Picture, image: np.ndarray, quality) -> None:
+    from PIL import Image
+
+    o = picture.options
+    fmt = o["format"]
+    mode = o["mode"]
+    if image.dtype == np.uint8 and mode in ("L", "LA", "RGB", "RGBA", "CMYK"):
+        h, w = image.shape[:2]
+        im = Image.frombytes(mode, (w, h), np.ascontiguousarray(image).tobytes())
+    else:
+        im = Image.fromarray(np.ascontiguousarray(image))
+    kwargs = {k: o[k] for k in ("exif", "icc_profile", "dpi") if o.get(k)}
+    if fmt == "JPEG" and quality is None and o.get("qtables"):
+        kwargs["qtables"] = o["qtables"]
+        if o["subsampling"] in (0, 1, 2):
+            kwargs["subsampling"] = o["subsampling"]
+    elif fmt in ("JPEG", "WEBP"):
+        kwargs["quality"] = 95 if quality is None else quality
+    try:
+        im.save(tmp, format=fmt, **kwargs)
+    except (OSError, KeyError, ValueError) as exc:
+        raise OSError(
+            f"cannot write {image.dtype} {im.mode} pixels as {fmt}: {_first_line(exc)}"
+        ) from None
+
+
+@contextlib.contextmanager
+def atomic_output(path: Path):
+    """Yield a hidden temporary path beside ``path``; rename it into place on success.
+
+    The temporary file is created with mode 0o666 minus the umask, as a plain
+    ``open()`` would create the output; on any error (Ctrl-C included) it is removed.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        tmp = path.parent / f"{TMP_PREFIX}{secrets.token_hex(6)}{path.suffix}"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            break
+        except FileExistsError:
+            continue
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,229 @@
+"""What the command line runs on each image file: the job, and one file's round trip.
+
+:class:`Job` holds the options (picklable, for worker processes); :class:`Runner`
+resolves them once per process and runs them on one file's pixels, following the
+file's axes; :func:`process_file` is the one place where a file is read, processed,
+cast to its output dtype and written, and where every per-file failure becomes a
+one-line reason instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ._cast import to_dtype
+from ._files import ImageReadError, Picture, load, save
+
+__all__ = ["FileResult", "Job", "Runner", "UsageError", "load_function", "process_file"]
+
+
+class UsageError(Exception):
+    """Bad command-line input: reported without a traceback, exit status 2."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """Everything needed to process images; picklable, so workers can rebuild it.
+
+    ``patch`` has 2 sizes (each 2-D plane of a file) or 3 (volumes); ``None`` means
+    the op's default square patch. ``step`` and ``overlap`` exclude each other.
+    """
+
+    op: str | None
+    func: str | None
+    params: tuple[tuple[str, object], ...] = ()
+    args: tuple = ()
+    patch: tuple[int, ...] | None = None
+    step: int | tuple[int, ...] | None = None
+    overlap: float | tuple[float, ...] | None = None
+    edge: str | None = None
+    window: str | None = None
+    dtype: str | None = None
+    quality: int | None = None
+
+    def runner(self) -> Runner:
+        """Resolve the op or import the callback (once per process)."""
+        return Runner(self)
+
+
+class Runner:
+    """Runs a :class:`Job` on one image file's pixels.
+
+    A file's axes decide what is processed: a 2-size patch runs on each ``YX`` plane
+    (every other axis, e.g. ``Z``, ``T``, ``C``, is a stack of independent planes), a
+    3-size patch on each ``ZYX`` volume; ``S`` (colour samples) is the channel axis.
+    """
+
+    def __init__(self, job: Job):
+        from . import ops
+
+        self.job = job
+        self.op = ops.get(job.op) if job.op is not None else None
+        self.func = load_function(job.func) if job.func is not None else None
+        self.n_spatial = 3 if job.patch is not None and len(job.patch) == 3 else 2
+
+    def apply(self, picture: Picture, threads=None, progress=False) -> np.ndarray:
+        """The float result for ``picture.pixels``: same shape and axis order."""
+        axes = picture.axes
+        spatial = _spatial_axes(axes, self.n_spatial)
+        channels = "S" if "S" in axes else ""
+        stack = [a for a in axes if a not in spatial + channels]
+        order = [axes.index(a) for a in (*stack, *spatial, *channels)]
+        x = np.transpose(picture.pixels, order)
+        if x.dtype == np.bool_:
+            x = x.astype(np.float32)
+        planes = list(np.ndindex(x.shape[: len(stack)]))
+        out = None
+        for index in planes:
+            part = np.ascontiguousarray(x[index])
+            result = self._run(part, bool(channels), threads, progress and len(planes) == 1)
+            if out is None:
+                out = np.empty(x.shape, result.dtype)
+            out[index] = result
+        return np.transpose(out, np.argsort(order))
+
+    def _run(self, image, channels: bool, threads, progress) -> np.ndarray:
+        """Run the op or callback on one plane or volume (channels last if any)."""
+        from . import process_image
+        from ._validate import resolve_step
+
+        job = self.job
+        patch = job.patch or (self.op.default_patch,) * self.n_spatial
+        step = resolve_step(job.step, job.overlap, patch)
+        if self.op is not None:
+            return self.op(image, patch, step, edge=job.edge, window=job.window,
+                           threads=threads, progress=progress, **dict(job.params))  # fmt: skip
+        return process_image(image, self.func, patch, step, args=job.args,
+                             edge=job.edge or "cover", window=job.window, threads=threads,
+                             channel_axis=-1 if channels else None, progress=progress)  # fmt: skip
+
+
+def _spatial_axes(axes: str, n_spatial: int) -> str:
+    """The file's axes a patch runs over: ``YX``, or ``ZYX`` for a 3-size patch."""
+    if "Y" not in axes or "X" not in axes:
+        raise ValueError(f"the file's axes {axes!r} have no Y and X axes")
+    if n_spatial == 2:
+        return "".join(a for a in axes if a in "YX")
+    depth = "Z" if "Z" in axes else ""
+    if not depth:  # plain pages of unknown meaning (Q, I) may be a volume's slices
+        pages = [a for a in axes if a in "QI"]
+        if len(pages) != 1:
+            raise ValueError(
+                f"--patch has 3 sizes but the file's axes {axes!r} have no depth axis "
+                f"(Z, or a single axis of plain pages); give 2 sizes to process each plane"
+            )
+        depth = pages[0]
+    return "".join(a for a in axes if a in depth + "YX")
+
+
+def load_function(spec: str):
+    """Import ``module:function`` (modules in the current folder too) or ``file.py:function``."""
+    module_name, sep, name = spec.rpartition(":")
+    if not sep or not module_name or not name:
+        raise UsageError(
+            f"--func must be MODULE:FUNCTION or path/to/file.py:FUNCTION, got {spec!r}"
+        )
+    try:
+        if module_name.endswith(".py") or os.sep in module_name:
+            path = Path(module_name)
+            if not path.is_file():
+                raise UsageError(f"--func: file {module_name!r} does not exist")
+            mod_spec = importlib.util.spec_from_file_location(path.stem, path)
+            module = importlib.util.module_from_spec(mod_spec)
+            mod_spec.loader.exec_module(module)
+        else:
+            if os.getcwd() not in sys.path:  # as `python -m` would: modules beside the user
+                sys.path.insert(0, os.getcwd())
+            module = importlib.import_module(module_name)
+    except UsageError:
+        raise
+    except Exception as exc:
+        raise UsageError(
+            f"--func: cannot import {module_name!r}: {type(exc).__name__}: {_first_line(exc)}"
+        ) from None
+    func = getattr(module, name, None)
+    if not callable(func):
+        raise UsageError(f"--func: module {module_name!r} has no function {name!r}")
+    return func
+
+
+@dataclasses.dataclass(frozen=True)
+class FileResult:
+    """What happened to one file: ``status`` is ``"done"`` or ``"failed"``."""
+
+    status: str
+    src: Path
+    message: str
+    megapixels: float = 0.0
+    warning: str | None = None
+
+
+# Warn when more than this fraction of values is clipped to an integer dtype's range.
+CLIP_WARNING = 1e-3
+
+
+def process_file(runner: Runner, src: Path, dst: Path, threads=None, progress=False):
+    """Read, process and write one file: the one place where that happens.
+
+    Any failure (unreadable, too small, a callback that does not compile for this
+    image, unwritable in its format) is returned as a one-line reason, never raised;
+    only Ctrl-C propagates.
+    """
+    try:
+        picture = load(src)
+        result = runner.apply(picture, threads=threads, progress=progress)
+        out, warning = _finish(result, runner.job.dtype or picture.dtype, src)
+        save(dst, picture, picture.full(out), runner.job.quality)
+    except Exception as exc:
+        return FileResult("failed", src, f"{src}: {_reason(exc)}")
+    shape = dict(zip(picture.axes, picture.pixels.shape))
+    mpix = picture.pixels.size / shape.get("S", 1) / 1e6
+    return FileResult("done", src, str(dst), mpix, warning)
+
+
+def _finish(result: np.ndarray, dtype, src: Path) -> tuple[np.ndarray, str | None]:
+    """Cast a float result to the output dtype; warn when much of it is clipped."""
+    dtype = np.dtype(dtype)
+    if dtype == np.bool_:  # 1-bit images: threshold at 0.5
+        to_dtype(result, np.uint8, what="the result")  # NaN check
+        return result >= 0.5, None
+    warning = None
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        rounded = np.rint(result)
+        fraction = np.count_nonzero((rounded < info.min) | (rounded > info.max)) / result.size
+        if fraction > CLIP_WARNING:
+            warning = (
+                f"{src}: {fraction:.1%} of the values were clipped to the {dtype} range "
+                f"[{info.min}, {info.max}]; --dtype float32 keeps them (TIFF)"
+            )
+    return to_dtype(result, dtype, what="the result"), warning
+
+
+def _reason(exc: Exception) -> str:
+    """One line saying why a file failed (numba's long errors boiled down)."""
+    if isinstance(exc, ImageReadError):
+        return str(exc)
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    if not lines:
+        return type(exc).__name__
+    if any(ln.startswith("Failed in") for ln in lines):  # a callback that does not compile
+        head = lines[0].split("; the expected signature")[0]
+        rest = lines[[ln.startswith("Failed in") for ln in lines].index(True) + 1 :]
+        why = rest[:1] + [ln for ln in rest if ln.startswith((">>>", 'File "'))][:2]
+        return "; ".join(ln.rstrip(":") for ln in [head, *why])[:400]
+    if isinstance(exc, (ValueError, TypeError, OSError)):
+        return lines[0][:400]
+    return f"{type(exc).__name__}: {lines[0]}"[:400]
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
