@@ -325,3 +325,19 @@ def test_memory_bound_large_image():
     batch = 16 * 64 * 64 * 4
     # about 2.5k patches: a per-patch copy would need ~40 MB more than this bound
     assert peak <= 1.2 * image + 6 * batch, (peak, image, batch)
+
+
+# --- the example ---------------------------------------------------------------------
+
+
+@slow
+def test_torch_example_agrees_with_monai(capsys):
+    pytest.importorskip("torch")
+    pytest.importorskip("monai")
+    import runpy
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "torch_model.py"
+    main = runpy.run_path(str(path), run_name="example")["main"]
+    assert main(["--size", "192", "--patch", "32", "--batch", "8"]) == 0
+    assert "max |patchjit - MONAI|" in capsys.readouterr().out
