@@ -341,3 +341,74 @@ def test_torch_example_agrees_with_monai(capsys):
     main = runpy.run_path(str(path), run_name="example")["main"]
     assert main(["--size", "192", "--patch", "32", "--batch", "8"]) == 0
     assert "max |patchjit - MONAI|" in capsys.readouterr().out
+
+
+# --- random geometries against the reference, timing, nested parallel kernels --------
+
+
+@st.composite
+def batch_cases(draw):
+    ndim = draw(st.integers(1, 3))
+    geo = draw(geometry_nd(ndim=ndim, edges=("cover", "valid", "pad"), max_size=14))
+    channels = draw(st.sampled_from([None, 1, 2]))
+    out_channels = draw(st.sampled_from([None, 1, 3]))
+    reduce = draw(st.sampled_from(["mean", "sum", "max", "min"]))
+    window = None if reduce in ("max", "min") else draw(st.sampled_from([None, "hamming"]))
+    return geo, channels, out_channels, reduce, window
+
+
+@settings(max_examples=15, deadline=None)
+@given(case=batch_cases(), batch_size=st.integers(1, 9), seed=seeds)
+def test_random_geometries_match_reference(case, batch_size, seed):
+    geo, channels, k, reduce, window = case
+    shape, patch = geo["shape"], geo["patch"]
+    if channels is not None:
+        shape = (*shape, channels)
+        patch = tuple(patch) if not isinstance(patch, int) else (patch,) * len(geo["shape"])
+    img = random_image(np.random.default_rng(seed), shape, np.float64)
+    has_c = channels is not None
+
+    def func(batch):
+        if k is None:
+            return 2 * batch - 1
+        summed = batch.sum(axis=-1, keepdims=True) if has_c else batch[..., None]
+        return summed * np.arange(1, k + 1)
+
+    kw = dict(edge=geo["edge"], window=window, reduce=reduce, out_channels=k)
+    got = patchjit.process_batches(img, func, patch, geo["step"], batch_size=batch_size, **kw)
+    want = ref.process_batches_float(img, func, patch, geo["step"], **kw)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10, equal_nan=True)
+
+
+def test_bits_do_not_depend_on_timing(rng):
+    img = random_image(rng, (40, 44), np.float32)
+    delays = np.random.default_rng(1).random(200) * 0.004
+
+    def jittery(batch, state=[0]):  # noqa: B006 - call counter
+        time.sleep(delays[state[0] % 200])
+        state[0] += 1
+        return batch_scale_add_mean(batch)
+
+    a = patchjit.process_batches(img, jittery, 7, overlap=0.5, batch_size=3, window="hann")
+    b = patchjit.process_batches(img, batch_scale_add_mean, 7, overlap=0.5, batch_size=3,
+                                 window="hann")  # fmt: skip
+    assert np.array_equal(a, b)
+
+
+def test_func_may_run_numba_parallel_kernels(rng):
+    """The background thread runs serial kernels only, so func's own parallel numba
+    code never launches at the same time as another parallel region of ours."""
+    from numba import njit, prange
+
+    @njit(parallel=True)
+    def double(batch):
+        out = np.empty_like(batch)
+        flat, res = batch.reshape(batch.size), out.reshape(out.size)
+        for i in prange(flat.size):
+            res[i] = 2 * flat[i]
+        return out
+
+    img = random_image(rng, (50, 45), np.float32)
+    got = patchjit.process_batches(img, double, 8, overlap=0.5, batch_size=4)
+    np.testing.assert_allclose(got, 2 * img, rtol=1e-6)
