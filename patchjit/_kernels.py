@@ -19,6 +19,8 @@ engine specialises the wave kernel for each combination once per process.
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 from numba import njit, prange
 
@@ -406,9 +408,25 @@ def _scatter_batch(outs, wts, weighted, red, od, oh, ow, g0, pw, nk, region0, ro
                     row[t + q] = _nanmin(row[t + q], orow[s + q])
 
 
+def _named(py_func, name):
+    """A copy of ``py_func`` called ``name``.
+
+    numba's on-disk cache names its files after the function's qualified name and its
+    index ignores the compile flags, so a parallel and a serial dispatcher of one
+    Python function would load each other's machine code (a "serial" kernel then
+    launches parallel regions). Each variant gets its own name, hence its own files.
+    """
+    f = types.FunctionType(
+        py_func.__code__, py_func.__globals__, name, py_func.__defaults__, py_func.__closure__
+    )
+    f.__qualname__ = name
+    f.__doc__ = py_func.__doc__
+    return f
+
+
 # nogil: the serial variants run beside the user's function, which needs the GIL to
 # dispatch its own work (torch, numpy).
-gather_batch = njit(parallel=True, nogil=True, cache=True)(_gather_batch)
-gather_batch_serial = njit(nogil=True, cache=True)(_gather_batch)
-scatter_batch = njit(parallel=True, nogil=True, cache=True)(_scatter_batch)
-scatter_batch_serial = njit(nogil=True, cache=True)(_scatter_batch)
+gather_batch = njit(parallel=True, nogil=True, cache=True)(_named(_gather_batch, "gather_batch"))
+gather_batch_serial = njit(nogil=True, cache=True)(_named(_gather_batch, "gather_batch_serial"))
+scatter_batch = njit(parallel=True, nogil=True, cache=True)(_named(_scatter_batch, "scatter_batch"))
+scatter_batch_serial = njit(nogil=True, cache=True)(_named(_scatter_batch, "scatter_batch_serial"))

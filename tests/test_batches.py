@@ -1,6 +1,7 @@
 """process_batches / map_batches: any Python function over batches of patches."""
 
 import _thread
+import os
 import signal
 import subprocess
 import sys
@@ -412,3 +413,39 @@ def test_func_may_run_numba_parallel_kernels(rng):
     img = random_image(rng, (50, 45), np.float32)
     got = patchjit.process_batches(img, double, 8, overlap=0.5, batch_size=4)
     np.testing.assert_allclose(got, 2 * img, rtol=1e-6)
+
+
+WORKQUEUE_SCRIPT = textwrap.dedent(
+    """
+    import numpy as np, numba, patchjit
+    from numba import njit, prange
+
+    @njit(parallel=True)
+    def double(batch):
+        out = np.empty_like(batch)
+        f, r = batch.reshape(batch.size), out.reshape(out.size)
+        for i in prange(f.size):
+            r[i] = 2 * f[i]
+        return out
+
+    img = np.random.default_rng(0).random((300, 300), dtype=np.float32)
+    for _ in range(3):
+        got = patchjit.process_batches(img, double, 16, overlap=0.5, batch_size=4)
+    assert numba.threading_layer() == "workqueue"
+    print(float(np.abs(got - 2 * img).max()))
+    """
+)
+
+
+@slow
+def test_workqueue_layer_does_not_abort(tmp_path):
+    """Under numba's non-thread-safe workqueue layer, func's parallel kernels run while
+    the background thread merges: its kernels must be truly serial (a fresh on-disk
+    cache: parallel and serial variants once shared cache files and loaded each
+    other's code)."""
+    env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue", NUMBA_CACHE_DIR=str(tmp_path))
+    res = subprocess.run(
+        [sys.executable, "-c", WORKQUEUE_SCRIPT], capture_output=True, text=True, env=env
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert float(res.stdout.split()[-1]) < 1e-6
