@@ -137,6 +137,12 @@ def _pipeline(n_total: int, batch_size: int, gather, call, consume, bar) -> None
             fut = pool.submit(background, pending, b + 1)
             try:
                 result = call(size(b), b % 2)
+                if pending is not None and np.may_share_memory(result, pending[2]):
+                    raise ValueError(
+                        "func returned memory that its previous result also uses (a "
+                        "reused output buffer?); the previous batch is merged while func "
+                        "runs, so return a new array each call (e.g. buffer.copy())"
+                    )
             except BaseException:
                 _wait([fut])
                 raise
@@ -198,7 +204,10 @@ def process_batches(
         :func:`numpy.asarray` takes, of real numbers, with shape
         ``(n, *patch_shape[, K])``: ``K = out_channels``, else the image's channel
         count; no channel axis when the image has none and ``out_channels`` is not
-        given. Values are converted to the accumulation dtype.
+        given. Values are converted to the accumulation dtype. Return a new array (or
+        a view of ``batch``) on each call, never a buffer you reuse: the previous
+        batch's output is merged while ``func`` runs (a reused buffer raises
+        ValueError).
     patch_shape, step, overlap, edge, threads, channel_axis, window, sigma, reduce
         As in :func:`process_image`. ``threads`` sets numba's threads for the
         compiled gather and merge; ``func`` uses whatever threads it uses.

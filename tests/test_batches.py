@@ -293,6 +293,17 @@ def test_bad_arguments(kwargs, exc, match):
         patchjit.process_batches(img, batch_identity, 6, step, **kwargs)
 
 
+def test_reused_output_buffer_is_refused():
+    buf = np.empty((4, 6, 6), np.float32)
+
+    def reuses(batch):
+        buf[: len(batch)] = batch
+        return buf[: len(batch)]
+
+    with pytest.raises(ValueError, match="previous result"):
+        patchjit.process_batches(np.ones((20, 20), np.float32), reuses, 6, batch_size=4)
+
+
 def test_func_not_callable():
     with pytest.raises(TypeError, match="callable"):
         patchjit.process_batches(np.zeros((8, 8)), "identity", 4)
