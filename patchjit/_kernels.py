@@ -19,8 +19,6 @@ engine specialises the wave kernel for each combination once per process.
 
 from __future__ import annotations
 
-import types
-
 import numpy as np
 from numba import njit, prange
 
@@ -416,6 +414,8 @@ def _named(py_func, name):
     Python function would load each other's machine code (a "serial" kernel then
     launches parallel regions). Each variant gets its own name, hence its own files.
     """
+    import types
+
     f = types.FunctionType(
         py_func.__code__, py_func.__globals__, name, py_func.__defaults__, py_func.__closure__
     )
