@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import math
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view

@@ -7,8 +7,8 @@ It is generated, not photographed, so it carries no licence restrictions.
 
 from pathlib import Path
 
-from PIL import Image
 import numpy as np
+from PIL import Image
 from scipy import ndimage
 
 

@@ -458,6 +458,51 @@ def process_image(image, func, patch_shape, step=1, *, dtype=None, **kwargs):
     return cast_result(res, accumulation_dtype(image.dtype) if dtype is None else dtype)
 
 
+def process_batches_float(
+    image,
+    func,
+    patch_shape,
+    step=1,
+    *,
+    out_channels=None,
+    edge="cover",
+    channel_axis=None,
+    window=None,
+    sigma=None,
+    reduce="mean",
+    pad_mode="reflect",
+    pad_value=0,
+):
+    """Reference ``process_batches`` in float64: ``func`` sees one patch at a time.
+
+    ``func(batch)`` gets a ``(1, *patch[, C])`` batch in the accumulation dtype and
+    returns ``(1, *patch[, K])``; ``K = out_channels`` (a channel axis where the image
+    has one, else a new last axis), else the image's channels.
+    """
+    image = np.asarray(image)
+    geom = geometry(image.shape, patch_shape, step, edge, channel_axis)
+    if reduce in ("max", "min") and window is not None:
+        raise ValueError(f"reduce={reduce!r} does not accept a window")
+    acc = accumulation_dtype(image.dtype)
+    weights = window_weights(window, geom.patch, sigma)
+    img = pad_image(to_channels_last(image, geom), geom, pad_mode, pad_value)
+    k = img.shape[-1] if out_channels is None else out_channels
+    outputs = []
+    for origin in geom.origin_tuples():
+        sl = tuple(slice(o, o + p) for o, p in zip(origin, geom.patch))
+        patch = img[sl].astype(acc)
+        if geom.channel_axis is None:
+            patch = patch[..., 0]
+        out = np.asarray(func(patch[None].copy()))[0]
+        outputs.append(np.asarray(out, dtype=acc).reshape(*geom.patch, k))
+    merged = _crop(_merge(geom, k, outputs, weights, reduce), geom)
+    if out_channels is None:
+        return from_channels_last(merged, geom)
+    if geom.channel_axis is None:
+        return merged
+    return np.moveaxis(merged, -1, geom.channel_axis)
+
+
 def patchify(image, patch_shape, step=1, *, channel_axis=None):
     """Reference ``patchify``: a *copy* of shape (*grid, *patch[, C]), valid grid."""
     image = np.asarray(image)
