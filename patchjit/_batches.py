@@ -31,7 +31,10 @@ from .api import (
     _check_merge_geometry,
     _check_out,
     _check_pad,
+    _check_window,
+    _normalise,
     _output_dtype,
+    _result_shape,
     _running,
     _source4,
 )
@@ -58,26 +61,12 @@ def _check_batch_size(batch_size) -> int:
 
 
 def _out_layout(shape, grid: PatchGrid, out_channels):
-    """``(result shape, output channel count, channels axis kept)`` for ``out_channels``.
-
-    Without ``out_channels`` the result has the image's shape. With it, the result has
-    ``out_channels`` channels where the image has its channel axis, or on a new last
-    axis when it has none (also for ``out_channels=1``).
-    """
+    """``(result shape, output channel count, channels axis kept)`` for ``out_channels``
+    (the result's shape follows :func:`patchjit.process_image`'s rule)."""
+    result_shape = _result_shape(shape, grid, out_channels)
     if out_channels is None:
-        return tuple(shape), grid.n_channels, grid.channel_axis is not None
-    if isinstance(out_channels, bool) or not isinstance(
-        out_channels, (numbers.Integral, np.integer)
-    ):
-        raise TypeError(f"out_channels must be an int, got {out_channels!r}")
-    if out_channels < 1:
-        raise ValueError(f"out_channels must be >= 1, got {out_channels}")
-    k = int(out_channels)
-    if grid.channel_axis is None:
-        return (*shape, k), k, True
-    shape = list(shape)
-    shape[grid.channel_axis] = k
-    return tuple(shape), k, True
+        return result_shape, grid.n_channels, grid.channel_axis is not None
+    return result_shape, int(out_channels), True
 
 
 def _as_result(res, expected: tuple, hint: str) -> np.ndarray:
@@ -284,6 +273,7 @@ def process_batches(
     threads = resolve_threads(threads)
     result_shape, nk, k_axis = _out_layout(img.shape, grid, out_channels)
     acc_dtype = E.accumulation_dtype(img.dtype)
+    _check_window(grid, acc_dtype)
     out_dtype = _output_dtype(dtype, acc_dtype, out)
     _check_out(out, result_shape, img)
     src = _source4(img, grid, pad_mode, pad_value)
@@ -326,10 +316,7 @@ def process_batches(
 
     with _running(threads, progress, grid.n_patches) as bar:
         _pipeline(grid.n_patches, bs, gather, call, consume, bar)
-        vecs = E.canonical3([grid.axis_coverage(a) for a in range(grid.ndim)], np.ones(1))
-        full = grid.window_array is not None and grid.window_vectors is None
-        cov = grid.coverage().reshape(sp) if full else np.ones((1, 1, 1))
-        K.finalize(acc, *vecs, cov, full, nk, red == "mean")
+        _normalise(acc, grid, nk, red, E.serial_wanted())
     result = acc.reshape((*grid.spatial_shape, nk))
     if not k_axis:
         result = result[..., 0]

@@ -146,6 +146,17 @@ def _merge(src, take, oview, func, args, grid: PatchGrid, acc_dtype, red, progre
         src, take, oview, func, args, origins3, patch3, nc, weights3, _RED_CODES[red],
         acc, region0, progress, nc_out=nco, serial=serial,
     )  # fmt: skip
+    _normalise(acc, grid, nco, red, serial)
+    result = acc.reshape((*grid.spatial_shape, nco))
+    if grid.channel_axis is None:
+        return result if nc_out is not None else result[..., 0]
+    return np.moveaxis(result, -1, grid.channel_axis)
+
+
+def _normalise(acc, grid: PatchGrid, nco: int, red: str, serial: bool) -> None:
+    """Divide ``acc`` (``(D, H, W * nco)``) by the coverage in place (``red="mean"``),
+    and mark pixels no patch covers NaN; the coverage in closed form, never a
+    full-size map."""
     if grid.window_array is not None and grid.window_vectors is None:
         ind, vecs, pads = _window_profiles(grid)
         fin = K.finalize_window_serial if serial else K.finalize_window
@@ -154,10 +165,6 @@ def _merge(src, take, oview, func, args, grid: PatchGrid, acc_dtype, red, progre
         vecs = E.canonical3([grid.axis_coverage(a) for a in range(grid.ndim)], np.ones(1))
         fin = K.finalize_serial if serial else K.finalize
         fin(acc, *vecs, nco, red == "mean")
-    result = acc.reshape((*grid.spatial_shape, nco))
-    if grid.channel_axis is None:
-        return result if nc_out is not None else result[..., 0]
-    return np.moveaxis(result, -1, grid.channel_axis)
 
 
 def _window_profiles(grid: PatchGrid):
