@@ -142,6 +142,24 @@ def _channels_last(x, channel_axis):
     return x.rechunk({x.ndim - 1: -1})
 
 
+def _pad(x, grid, pad_mode, pad_value):
+    """Pad the spatial axes like :func:`numpy.pad` (lazily, once for the whole array)."""
+    if not any(b or a for b, a in grid.pad_width):
+        return x
+    if pad_mode == "median":  # dask.array.pad lacks it: numpy's rule, one axis at a time
+        for a, (b, after) in enumerate(grid.pad_width):
+            m = da.median(x, axis=a, keepdims=True)
+            if x.dtype.kind in "iub":
+                m = da.round(m)
+            m = m.astype(x.dtype)
+            parts = [da.repeat(m, b, axis=a), x, da.repeat(m, after, axis=a)]
+            x = da.concatenate([v for v in parts if v.shape[a]], axis=a)
+        return x
+    widths = [*grid.pad_width] + [(0, 0)] * (x.ndim - grid.ndim)
+    kw = {"constant_values": pad_value} if pad_mode == "constant" else {}
+    return da.pad(x, widths, mode=pad_mode, **kw)
+
+
 def _read_only(a):
     a = a.view()
     a.flags.writeable = False
@@ -264,10 +282,7 @@ def process_image(
 
     x = _channels_last(image, grid.channel_axis)
     user_chunks = x.chunks[:k]
-    if any(b or a for b, a in grid.pad_width):
-        widths = [*grid.pad_width] + ([(0, 0)] if has_c else [])
-        kw = {"constant_values": pad_value} if pad_mode == "constant" else {}
-        x = da.pad(x, widths, mode=pad_mode, **kw)
+    x = _pad(x, grid, pad_mode, pad_value)
     depth = [p - 1 for p in grid.patch_shape]
     padded, cores, regions = [], [], []
     for a in range(k):
@@ -426,10 +441,7 @@ def map_patches(
 
     x = _channels_last(image, grid.channel_axis)
     user_chunks = x.chunks[:k]
-    if any(b or a for b, a in grid.pad_width):
-        widths = [*grid.pad_width] + ([(0, 0)] if has_c else [])
-        kw = {"constant_values": pad_value} if pad_mode == "constant" else {}
-        x = da.pad(x, widths, mode=pad_mode, **kw)
+    x = _pad(x, grid, pad_mode, pad_value)
     depth = [p - 1 for p in grid.patch_shape]
     padded, gchunks, tables = [], [], []
     for a in range(k):

@@ -356,3 +356,19 @@ def test_out_of_core_memory_bound(tmp_path):
     # rows 40 from the band's edges see the same patches as in the whole image when the
     # band starts on the grid (3000 - 40 is a multiple of the step 4)
     np.testing.assert_allclose(out[rows], band[40:-40], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["median", "mean", "linear_ramp", "maximum", "minimum"])
+def test_statistic_pad_modes(rng, mode):
+    # numpy.pad's statistic modes; dask computes "mean" in another order (last bits)
+    image = (rng.random((12, 40)) * 100).astype(np.float32)
+    kw = dict(edge="pad", pad_mode=mode, args=(1.0,))
+    want = patchjit.process_image(image, scale_add_mean, (11, 5), (2, 5), **kw)
+    x = da.from_array(image, chunks=(5, 9))
+    got = patchjit.process_image(x, scale_add_mean, (11, 5), (2, 5), **kw).compute()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+    img8 = (rng.random((20, 30)) * 250).astype(np.uint8)
+    kw["dtype"] = np.uint8
+    want = patchjit.process_image(img8, scale_add_mean, 5, 2, **kw)
+    got = patchjit.process_image(da.from_array(img8, chunks=7), scale_add_mean, 5, 2, **kw)
+    assert np.abs(got.compute().astype(int) - want).max() <= 1
