@@ -58,7 +58,7 @@ def patches_run(grid, chunks):
 
 
 OOC = """
-import resource, sys, time
+import sys, time
 import numpy as np, tifffile, patchjit.dask as pdask
 from patchjit.ops import mean_remove
 src, dst = sys.argv[1:3]
@@ -66,11 +66,16 @@ budget, p, s = (int(v) for v in sys.argv[3:6])
 tifffile.imwrite(dst + ".w.tif", np.zeros((512, 512), np.float32), tile=(64, 64))
 pdask.process_file(dst + ".w.tif", dst + ".w.out.tif", mean_remove, (p, p), s,
                    max_memory=budget, workers=2)
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+def kib(key):  # ru_maxrss would include the parent's peak at fork (kept across exec)
+    with open("/proc/self/status") as f:
+        return next(int(v.split()[1]) for v in f if v.startswith(key + ":")) * 1024
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # reset the peak (VmHWM) to the current RSS
+base = kib("VmRSS")
 t = time.perf_counter()
 chunks = pdask.process_file(src, dst, mean_remove, (p, p), s, max_memory=budget, workers=2)
 dt = time.perf_counter() - t
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = kib("VmHWM")
 print(base, peak, chunks[0], dt)
 """
 

@@ -695,18 +695,33 @@ def to_tiff(arr, path, *, tile=(256, 256), compression=None, scheduler=None, **k
     th, tw = tile
     band = max(th, max(arr.chunks[0]) // th * th)
 
+    # Column groups of whole tiles, cut near the chunk borders: each group is (mostly) a
+    # view of one computed chunk, so a band is never concatenated into a second copy.
+    cuts = {0, arr.shape[1]} | {
+        min(round(b / tw) * tw, arr.shape[1]) for b in np.cumsum(arr.chunks[1])
+    }
+    cuts = sorted(cuts)
+
     def tiles():
+        import dask
+
         for r0 in range(0, arr.shape[0], band):
-            block = np.asarray(arr[r0 : r0 + band].compute(scheduler=scheduler))
-            for t0 in range(0, block.shape[0], th):
+            rows = arr[r0 : r0 + band]
+            groups = dask.compute(
+                *[rows[:, a:b] for a, b in itertools.pairwise(cuts) if b > a],
+                scheduler=scheduler,
+            )
+            starts = [a for a, b in itertools.pairwise(cuts) if b > a]
+            for t0 in range(0, rows.shape[0], th):
                 for c0 in range(0, arr.shape[1], tw):
-                    t = block[t0 : t0 + th, c0 : c0 + tw]
+                    g = int(np.searchsorted(starts, c0, side="right")) - 1
+                    t = groups[g][t0 : t0 + th, c0 - starts[g] : c0 - starts[g] + tw]
                     if t.shape[:2] != (th, tw):  # edge tiles are written full size
                         full = np.zeros((th, tw, *t.shape[2:]), dtype=t.dtype)
                         full[: t.shape[0], : t.shape[1]] = t
                         t = full
                     yield t
-            del block
+            del groups
 
     tifffile.imwrite(
         path, tiles(), shape=arr.shape, dtype=arr.dtype, tile=tile, compression=compression,
@@ -768,14 +783,15 @@ def chunks_for_budget(shape, dtype, patch_shape, max_memory, *, workers=None, ou
     while c > lo:
         halo = [min(c, n) + p - 1 for n, p in zip(shape, patch_shape)]
         task = math.prod(halo) * per_px + _SCRATCH_BYTES
-        band = min(c, shape[0]) * width * nc * osz * 2  # the band and its tiles
+        # the output band, and the input rows above, at and below it being read
+        band = min(c, shape[0]) * width * nc * (osz + 2 * isz)
         if workers * task + band <= max_memory:
             break
         c //= 2
     c = max(c, lo)
     halo = [min(c, n) + p - 1 for n, p in zip(shape, patch_shape)]
     need = workers * (math.prod(halo) * per_px + _SCRATCH_BYTES)
-    need += min(c, shape[0]) * width * nc * osz * 2
+    need += min(c, shape[0]) * width * nc * (osz + 2 * isz)
     if need > max_memory:
         raise ValueError(
             f"max_memory={max_memory} bytes cannot hold {workers} chunks of {c} pixels per "
