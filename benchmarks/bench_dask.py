@@ -35,15 +35,6 @@ from patchjit import PatchGrid  # noqa: E402
 from patchjit.ops import mean_remove  # noqa: E402
 
 
-def best(fn, rounds):
-    times = []
-    for _ in range(rounds):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
-
-
 def patches_run(grid, chunks):
     """Patch evaluations when every chunk runs the patches touching it."""
     total = 1
@@ -89,6 +80,7 @@ def main():
     ap.add_argument("--chunks", type=int, nargs="+", default=[1024, 2048, 4096])
     ap.add_argument("--budget-mb", type=int, default=64)
     ap.add_argument("--skip-ooc", action="store_true")
+    ap.add_argument("--skip-timing", action="store_true")
     a = ap.parse_args()
     n, p, s = a.n, a.patch, a.step
     workers = numba.config.NUMBA_NUM_THREADS
@@ -97,17 +89,27 @@ def main():
     print(f"# {n}x{n} float32, {p}x{p} patches, step {s}, mean_remove, {grid.n_patches:,} "
           f"patches, {workers} threads; min of {a.rounds} rounds")  # fmt: skip
     patchjit.process_image(image[:256, :256], mean_remove, p, s)  # compile
-    t_mem = best(lambda: patchjit.process_image(image, mean_remove, p, s), a.rounds)
-    print("\n| path | chunks | time (s) | vs in memory | patches run / grid |")
-    print("|---|---|---:|---:|---:|")
-    print(f"| in memory (numba threads: {workers}) | - | {t_mem:.2f} | 1.00 | 1.000 |")
+    runs = {"mem": lambda: patchjit.process_image(image, mean_remove, p, s)}
+    for c in a.chunks:
+        lazy = patchjit.process_image(da.from_array(image, chunks=c), mean_remove, p, s)
+        lazy[:256, :256].compute(scheduler="threads")
+        runs[c] = lazy.compute
+    times = {k: [] for k in runs}
     with dask.config.set(scheduler="threads", num_workers=workers):
+        for _ in range(a.rounds if not a.skip_timing else 0):  # interleaved: load drifts
+            for key, fn in runs.items():
+                t = time.perf_counter()
+                fn()
+                times[key].append(time.perf_counter() - t)
+    if not a.skip_timing:
+        t_mem = min(times["mem"])
+        print("\n| path | chunks | time (s) | vs in memory | patches run / grid |")
+        print("|---|---|---:|---:|---:|")
+        print(f"| in memory (numba threads: {workers}) | - | {t_mem:.2f} | 1.00 | 1.000 |")
         for c in a.chunks:
-            x = da.from_array(image, chunks=c)
-            lazy = patchjit.process_image(x, mean_remove, p, s)
-            lazy[:256, :256].compute()
-            t = best(lambda lazy=lazy: lazy.compute(), a.rounds)
-            ratio = patches_run(grid, x.chunks) / grid.n_patches
+            t = min(times[c])
+            chunks = da.from_array(image, chunks=c).chunks
+            ratio = patches_run(grid, chunks) / grid.n_patches
             print(f"| dask threaded, threads=1 per task | {c}² | {t:.2f} | {t / t_mem:.2f} | "
                   f"{ratio:.3f} |")  # fmt: skip
     if a.skip_ooc:

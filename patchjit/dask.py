@@ -766,7 +766,7 @@ def chunks_for_budget(shape, dtype, patch_shape, max_memory, *, workers=None, ou
     Examples
     --------
     >>> chunks_for_budget((20000, 20000), "float32", (39, 39), 256 * 2**20, workers=2)
-    (1024, 1024)
+    (512, 512)
     """
     import os
 
