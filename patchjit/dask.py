@@ -318,7 +318,7 @@ def process_image(
     res = da.map_overlap(
         task, x, depth=depth_map, boundary="none", trim=False, allow_rechunk=False,
         chunks=out_chunks, dtype=out_dtype, meta=np.empty((0,) * x.ndim, out_dtype),
-        name="patchjit-process-" + _token(image, grid, func, args, red, out_dtype),
+        name="patchjit-process-" + _token(x, grid, func, args, red, out_dtype, threads),
     )  # fmt: skip
     if tuple(cores) != tuple(user_chunks):
         res = res.rechunk(tuple(user_chunks) + (((nc,),) if has_c else ()))
@@ -463,7 +463,7 @@ def map_patches(
         task, x, depth={a: depth[a] for a in range(k)}, boundary="none", trim=False,
         allow_rechunk=False, chunks=tuple(gchunks), drop_axis=[k] if has_c else [],
         dtype=out_dtype, meta=np.empty((0,) * k, out_dtype),
-        name="patchjit-map-" + _token(image, grid, func, args, out_dtype),
+        name="patchjit-map-" + _token(x, grid, func, args, out_dtype, threads),
     )  # fmt: skip
 
 
@@ -590,7 +590,7 @@ def unpatchify(
         allow_rechunk=False, chunks=tuple(cores) + (((nc,),) if has_c else ()),
         drop_axis=list(range(k, k + k)), dtype=out_dtype,
         meta=np.empty((0,) * (k + has_c), out_dtype),
-        name="patchjit-unpatchify-" + _token(patches, grid, red, out_dtype),
+        name="patchjit-unpatchify-" + _token(x, grid, red, out_dtype, threads),
     )  # fmt: skip
     if has_c:
         res = da.moveaxis(res, -1, grid.channel_axis)

@@ -379,3 +379,17 @@ def test_statistic_pad_modes(rng, mode):
     want = patchjit.process_image(img8, scale_add_mean, 5, 2, **kw)
     got = patchjit.process_image(da.from_array(img8, chunks=7), scale_add_mean, 5, 2, **kw)
     assert np.abs(got.compute().astype(int) - want).max() <= 1
+
+
+def test_distinct_calls_get_distinct_keys(rng):
+    image = rng.random((30, 30))
+    x = da.from_array(image, chunks=12)
+    kw = dict(edge="pad", args=(1.0,))
+    a = patchjit.process_image(x, scale_add_mean, 5, 2, pad_mode="reflect", **kw)
+    b = patchjit.process_image(x, scale_add_mean, 5, 2, pad_mode="edge", **kw)
+    c = patchjit.process_image(x, scale_add_mean, 5, 2, pad_mode="reflect", **kw)
+    assert a.name != b.name and a.name == c.name
+    both = da.stack([a, b]).compute()
+    np.testing.assert_allclose(
+        both[1], patchjit.process_image(image, scale_add_mean, 5, 2, pad_mode="edge", **kw)
+    )
