@@ -28,6 +28,18 @@ __all__ = ["map_patches", "patchify", "process_image", "unpatchify"]
 # --- helpers ------------------------------------------------------------------------
 
 
+def _is_dask(x) -> bool:
+    """True for a dask array, checked without importing dask (an optional extra)."""
+    return type(x).__module__.split(".")[0] == "dask"
+
+
+def _on_dask(name: str, params: dict):
+    """Hand a call with a dask array to :mod:`patchjit.dask` (lazy result)."""
+    from . import dask as lazy
+
+    return getattr(lazy, name)(**params)
+
+
 def _output_dtype(dtype, default, out):
     if dtype is None:
         dtype = out.dtype if out is not None else default
@@ -394,6 +406,8 @@ def process_image(
     >>> float(abs(result).max())  # a linear ramp has no local detail left
     7.0
     """
+    if _is_dask(image):
+        return _on_dask("process_image", locals())
     img = as_image(image)
     grid = PatchGrid(
         img.shape, patch_shape, step, edge, overlap=overlap, channel_axis=channel_axis,
@@ -515,6 +529,8 @@ def map_patches(
            [5., 5., 5.],
            [5., 5., 5.]])
     """
+    if _is_dask(image):
+        return _on_dask("map_patches", locals())
     img = as_image(image)
     grid = PatchGrid(
         img.shape, patch_shape, step, edge, overlap=overlap, channel_axis=channel_axis,
@@ -654,6 +670,8 @@ def unpatchify(
     ...
     ValueError: 3 patches of shape (2,) do not fit the grid of image shape (5,), ...
     """
+    if _is_dask(patches):
+        return _on_dask("unpatchify", locals())
     arr = as_image(patches, "patches")
     image_shape = tuple(int(n) for n in image_shape)
     if edge == "pad":

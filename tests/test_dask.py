@@ -1,0 +1,395 @@
+"""Dask arrays through process_image, map_patches and unpatchify (patchjit.dask)."""
+
+import itertools
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+import pytest
+
+da = pytest.importorskip("dask.array")
+
+import reference as ref  # noqa: E402
+from callbacks import identity, patch_max, scale_add_mean, weighted_sum  # noqa: E402
+
+import patchjit  # noqa: E402
+
+pdask = pytest.importorskip("patchjit.dask")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def random_chunks(rng, n, p):
+    """Uneven chunks along an axis of length n: some tiny, some non-aligned."""
+    kind = rng.integers(4)
+    if kind == 0:
+        return (n,)
+    if kind == 1:  # regular, last one possibly smaller than the patch
+        return int(rng.integers(max(p - 1, 1), n + 1))
+    cuts = sorted(set(rng.integers(1, n, size=rng.integers(1, 5)).tolist()))
+    edges = [0, *cuts, n]
+    return tuple(int(b - a) for a, b in itertools.pairwise(edges))
+
+
+def random_case(rng):
+    k = int(rng.integers(1, 4))
+    sizes = {1: (20, 60), 2: (12, 40), 3: (6, 14)}[k]
+    spatial = tuple(int(rng.integers(*sizes)) for _ in range(k))
+    patch = tuple(int(rng.integers(1, min(n, 9) + 1)) for n in spatial)
+    channels = int(rng.integers(1, 4)) if rng.random() < 0.4 else None
+    shape, channel_axis = spatial, None
+    if channels:
+        channel_axis = int(rng.integers(0, k + 1))
+        shape = (*spatial[:channel_axis], channels, *spatial[channel_axis:])
+    chunks = []
+    si = 0
+    for a in range(len(shape)):
+        if a == channel_axis:
+            chunks.append(int(rng.integers(1, channels + 1)))  # channels chunked too
+        else:
+            chunks.append(random_chunks(rng, shape[a], patch[si]))
+            si += 1
+    return shape, patch, channel_axis, tuple(chunks)
+
+
+def check_equal(got, want, reduce):
+    if reduce in ("max", "min") or got.dtype.kind in "iu":
+        # order-free reductions are bitwise; integers can differ by one rounding step
+        if got.dtype.kind in "iu":
+            assert np.abs(got.astype(np.int64) - want.astype(np.int64)).max() <= 1
+        else:
+            np.testing.assert_array_equal(got, want)
+    else:
+        tol = 1e-5 if got.dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol, equal_nan=True)
+
+
+def test_process_image_random_chunkings(rng):
+    scheduler = "threads"
+    for _ in range(30):
+        shape, patch, ca, chunks = random_case(rng)
+        step = tuple(int(rng.integers(1, p + 1)) for p in patch)
+        edge = str(rng.choice(["cover", "valid", "pad"]))
+        reduce = str(rng.choice(["mean", "sum", "max", "min"]))
+        window = None
+        if reduce in ("mean", "sum") and rng.random() < 0.5:
+            window = str(rng.choice(["hann", "triangle", "gaussian"]))
+            if rng.random() < 0.3:  # a non-separable window array
+                window = 0.5 + rng.random(patch)
+        pad_mode = str(rng.choice(["reflect", "symmetric", "edge", "constant", "wrap"]))
+        dtype = str(rng.choice(["float32", "float64", "uint8"]))
+        image = (rng.random(shape) * 200).astype(dtype)
+        out_dtype = "int16" if rng.random() < 0.2 and edge != "valid" else None
+        kw = dict(
+            edge=edge, reduce=reduce, window=window, pad_mode=pad_mode, channel_axis=ca,
+            dtype=out_dtype, args=(0.5,),
+        )  # fmt: skip
+        want = patchjit.process_image(image, scale_add_mean, patch, step, **kw)
+        lazy = patchjit.process_image(da.from_array(image, chunks=chunks), scale_add_mean,
+                                      patch, step, **kw)  # fmt: skip
+        assert isinstance(lazy, da.Array)
+        spatial_chunks = [c for a, c in enumerate(da.from_array(image, chunks=chunks).chunks)
+                          if a != ca]  # fmt: skip
+        assert [c for a, c in enumerate(lazy.chunks) if a != ca] == spatial_chunks
+        got = lazy.compute(scheduler=scheduler)
+        assert got.shape == want.shape and got.dtype == want.dtype
+        check_equal(got, want, reduce)
+
+
+def test_bitwise_for_max_min_and_exact_overlap(rng):
+    image = rng.random((70, 61)).astype(np.float32)
+    x = da.from_array(image, chunks=(23, 17))
+    for reduce in ("max", "min"):
+        want = patchjit.process_image(image, scale_add_mean, (9, 7), 2, reduce=reduce, args=(2.0,))
+        got = patchjit.process_image(x, scale_add_mean, (9, 7), 2, reduce=reduce, args=(2.0,))
+        np.testing.assert_array_equal(got.compute(), want)
+    # steps equal to the patch: one patch per pixel, so every reduction is bitwise
+    want = patchjit.process_image(image, scale_add_mean, (7, 5), (7, 5), args=(2.0,))
+    got = patchjit.process_image(x, scale_add_mean, (7, 5), (7, 5), args=(2.0,))
+    np.testing.assert_array_equal(got.compute(), want)
+
+
+def test_overlap_and_reference(rng):
+    image = rng.random((33, 29))
+    x = da.from_array(image, chunks=(10, 13))
+    got = patchjit.process_image(x, scale_add_mean, (8, 6), overlap=0.5, args=(1.5,),
+                                 window="hann", edge="pad").compute()  # fmt: skip
+    want = ref.process_image(image, scale_add_mean, (8, 6), (4, 3), args=(1.5,),
+                             window="hann", edge="pad")  # fmt: skip
+    ref.assert_close(got, want, np.float64, n_terms=48)
+
+
+def test_map_patches_random_chunkings_bitwise(rng):
+    for _ in range(20):
+        shape, patch, ca, chunks = random_case(rng)
+        step = tuple(int(rng.integers(1, p + 3)) for p in patch)
+        edge = str(rng.choice(["cover", "valid", "pad"]))
+        image = rng.random(shape).astype(np.float32)
+        kw = dict(edge=edge, channel_axis=ca, pad_mode="symmetric")
+        want = patchjit.map_patches(image, patch_max, patch, step, **kw)
+        got = patchjit.map_patches(da.from_array(image, chunks=chunks), patch_max, patch, step,
+                                   **kw).compute()  # fmt: skip
+        np.testing.assert_array_equal(got, want)
+    image = rng.random((40, 30))
+    w = rng.random((5, 5))
+    want = ref.map_patches(image, weighted_sum, (5, 5), 2, args=(w,))
+    got = patchjit.map_patches(da.from_array(image, chunks=9), weighted_sum, 5, 2, args=(w,))
+    ref.assert_close(got.compute(), want, np.float64, n_terms=25)
+
+
+def test_map_patches_pad_step1_keeps_chunks(rng):
+    image = da.from_array(rng.random((50, 44)), chunks=(20, 15))
+    res = patchjit.map_patches(image, patch_max, 5, edge="pad")
+    assert res.chunks == image.chunks
+
+
+def test_unpatchify_random_chunkings(rng):
+    for _ in range(15):
+        shape, patch, ca, _ = random_case(rng)
+        if ca is not None and ca != len(shape) - 1:
+            continue
+        step = tuple(int(rng.integers(1, p + 1)) for p in patch)
+        image = rng.random(shape)
+        patches = patchjit.patchify(image, patch, step)
+        chunks = tuple(int(rng.integers(1, n + 1)) for n in patches.shape)
+        window = "hann" if rng.random() < 0.5 else None
+        kw = dict(edge="valid", window=window, channel_axis=ca)
+        want = patchjit.unpatchify(patches, shape, step, **kw)
+        got = patchjit.unpatchify(da.from_array(patches, chunks=chunks), shape, step, **kw)
+        np.testing.assert_allclose(got.compute(), want, rtol=1e-12, atol=1e-12, equal_nan=True)
+        flat = patches.reshape((-1, *patches.shape[len(patch) :]))
+        got = patchjit.unpatchify(da.from_array(flat, chunks=7), shape, step, **kw)
+        np.testing.assert_allclose(got.compute(), want, rtol=1e-12, atol=1e-12, equal_nan=True)
+
+
+def test_small_chunks_are_merged_and_split_back(rng):
+    image = rng.random((60, 50)).astype(np.float32)
+    x = da.from_array(image, chunks=(4, 7))  # every chunk smaller than the patch
+    res = patchjit.process_image(x, scale_add_mean, 11, 3, args=(1.0,))
+    assert res.chunks == x.chunks
+    want = patchjit.process_image(image, scale_add_mean, 11, 3, args=(1.0,))
+    np.testing.assert_allclose(res.compute(), want, rtol=1e-5, atol=1e-5)
+
+
+def test_core_imports_without_dask():
+    code = "import sys, patchjit; assert 'dask' not in sys.modules, 'dask imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+# --- bad input -----------------------------------------------------------------------
+
+
+def test_non_numeric_dask_array():
+    x = da.from_array(np.array([["a", "b"], ["c", "d"]]), chunks=1)
+    with pytest.raises(TypeError, match="astype"):
+        patchjit.process_image(x, identity, 1)
+    with pytest.raises(TypeError, match="astype"):
+        patchjit.map_patches(x, patch_max, 1)
+
+
+def test_unknown_chunk_sizes(rng):
+    x = da.from_array(rng.random(100), chunks=30)
+    y = x[x > 0.5]
+    with pytest.raises(ValueError, match=r"compute_chunk_sizes\(\)"):
+        patchjit.process_image(y, identity, 3)
+    y = y.compute_chunk_sizes()
+    want = patchjit.process_image(y.compute(), identity, 3)
+    np.testing.assert_allclose(patchjit.process_image(y, identity, 3).compute(), want)
+
+
+def test_out_and_progress_refused(rng):
+    x = da.from_array(rng.random((20, 20)), chunks=10)
+    with pytest.raises(TypeError, match="to_zarr"):
+        patchjit.process_image(x, identity, 3, out=np.empty((20, 20)))
+    with pytest.raises(ValueError, match="ProgressBar"):
+        patchjit.process_image(x, identity, 3, progress=True)
+    with pytest.raises(ValueError, match="larger than the image"):
+        patchjit.process_image(x, identity, 30)
+
+
+# --- schedulers and threading -------------------------------------------------------
+
+
+def test_concurrent_calls_threaded(rng):
+    images = [rng.random((80, 70)).astype(np.float32) for _ in range(4)]
+    wants = [patchjit.process_image(im, scale_add_mean, 9, 2, args=(1.0,)) for im in images]
+    results = [None] * 4
+
+    def work(i):
+        x = da.from_array(images[i], chunks=25)
+        lazy = patchjit.process_image(x, scale_add_mean, 9, 2, args=(1.0,))
+        results[i] = lazy.compute(scheduler="threads", num_workers=3)
+
+    ts = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    for got, want in zip(results, wants):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("threads", [None, 2])
+def test_threaded_scheduler_under_workqueue(threads):
+    code = textwrap.dedent(f"""
+        import numpy as np, dask, dask.array as da, numba, patchjit
+        from callbacks import scale_add_mean
+        image = np.random.default_rng(1).random((120, 90)).astype(np.float32)
+        want = patchjit.process_image(image, scale_add_mean, 9, 2, args=(1.0,))
+        x = da.from_array(image, chunks=30)
+        lazy = patchjit.process_image(x, scale_add_mean, 9, 2, args=(1.0,), threads={threads})
+        for _ in range(3):
+            got = lazy.compute(scheduler="threads", num_workers=4)
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+        assert numba.threading_layer() == "workqueue", numba.threading_layer()
+        print("ok")
+    """)
+    env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue")
+    env["PYTHONPATH"] = os.pathsep.join([ROOT, os.path.join(ROOT, "tests")])
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "ok" in r.stdout
+
+
+@pytest.mark.slow
+def test_distributed_local_cluster(rng):
+    distributed = pytest.importorskip("distributed")
+    image = rng.random((90, 75)).astype(np.float32)
+    want = patchjit.process_image(image, scale_add_mean, 9, 3, args=(1.0,), window="hann")
+    want_map = patchjit.map_patches(image, patch_max, 5, 2)
+    with (
+        distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                 dashboard_address=None) as cluster,
+        distributed.Client(cluster) as client,
+    ):  # fmt: skip
+        x = da.from_array(image, chunks=(40, 30))
+        lazy = patchjit.process_image(x, scale_add_mean, 9, 3, args=(1.0,), window="hann")
+        got = client.compute(lazy).result()
+        got_map = client.compute(patchjit.map_patches(x, patch_max, 5, 2)).result()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(got_map, want_map)
+
+
+# --- out of core ---------------------------------------------------------------------
+
+
+def test_tiff_and_zarr_round_trip(tmp_path, rng):
+    tifffile = pytest.importorskip("tifffile")
+    pytest.importorskip("zarr")
+    image = rng.random((150, 130)).astype(np.float32)
+    src = tmp_path / "in.tif"
+    tifffile.imwrite(src, image, tile=(32, 32))
+    x = pdask.from_tiff(src, chunks=50)
+    assert x.chunks == ((50, 50, 50), (50, 50, 30))
+    lazy = patchjit.process_image(x, scale_add_mean, 7, 2, args=(1.0,))
+    want = patchjit.process_image(image, scale_add_mean, 7, 2, args=(1.0,))
+    pdask.to_tiff(lazy, tmp_path / "out.tif", tile=(32, 48))
+    np.testing.assert_allclose(tifffile.imread(tmp_path / "out.tif"), want, rtol=1e-5, atol=1e-5)
+    lazy.to_zarr(str(tmp_path / "out.zarr"))
+    np.testing.assert_allclose(da.from_zarr(str(tmp_path / "out.zarr")).compute(), want,
+                               rtol=1e-5, atol=1e-5)  # fmt: skip
+    rgb = (rng.random((70, 90, 3)) * 255).astype(np.uint8)
+    pdask.to_tiff(da.from_array(rgb, chunks=(30, 40, 3)), tmp_path / "rgb.tif", tile=(16, 32))
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "rgb.tif"), rgb)
+
+
+def test_chunks_for_budget():
+    c = pdask.chunks_for_budget((8000, 8000), "float32", (39, 39), 64 << 20, workers=2)
+    assert 78 <= c[0] <= 1024 and c[0] == c[1]
+    c3 = pdask.chunks_for_budget((100, 300, 300, 3), "uint8", (9, 9, 9), 64 << 20, workers=2)
+    assert len(c3) == 4 and c3[-1] == 3
+    with pytest.raises(ValueError, match="max_memory"):
+        pdask.chunks_for_budget((8000, 8000), "float32", (39, 39), 1 << 20, workers=2)
+
+
+MEMORY_SCRIPT = """
+import sys, time
+import numpy as np, tifffile
+import patchjit, patchjit.dask as pdask
+from patchjit.ops import mean_remove
+src, dst, budget = sys.argv[1], sys.argv[2], int(sys.argv[3])
+# warm up: compile the kernels on a small file first (compilation is not image data)
+small = np.zeros((256, 256), np.float32)
+tifffile.imwrite(dst + ".warm.tif", small, tile=(64, 64))
+pdask.process_file(dst + ".warm.tif", dst + ".warm.out.tif", mean_remove, (15, 15), 4,
+                   max_memory=budget, workers=2)
+def kib(key):  # ru_maxrss would include the parent's peak at fork (kept across exec)
+    with open("/proc/self/status") as f:
+        return next(int(v.split()[1]) for v in f if v.startswith(key + ":")) * 1024
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # reset the peak (VmHWM) to the current RSS
+base = kib("VmRSS")
+t = time.perf_counter()
+chunks = pdask.process_file(src, dst, mean_remove, (15, 15), 4, max_memory=budget, workers=2)
+peak = kib("VmHWM")
+print(base, peak, chunks, time.perf_counter() - t)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux /proc")
+def test_out_of_core_memory_bound(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    n = 7200  # 207 MB of float32, written tile by tile so this process stays small too
+    src, dst = tmp_path / "big.tif", tmp_path / "big_out.tif"
+
+    def tiles():
+        for i in range(0, n, 256):
+            for j in range(0, n, 256):
+                yield np.random.default_rng(i * n + j).random((256, 256), dtype=np.float32)
+
+    tifffile.imwrite(src, tiles(), shape=(n, n), dtype=np.float32, tile=(256, 256))
+    budget = 64 << 20
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    r = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(src), str(dst), str(budget)],
+                       env=env, capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    base, peak = (int(v) for v in r.stdout.split()[:2])
+    assert os.path.getsize(src) > 3 * budget
+    print(f"out of core: {(peak - base) / 2**20:.0f} MiB above baseline, budget {budget >> 20} MiB")
+    assert peak - base <= budget, (peak - base) / 2**20
+    # equality on a band of rows (the whole in-memory result would not fit the point)
+    from patchjit.ops import mean_remove
+
+    rows = slice(3000, 3400)
+    halo = slice(rows.start - 40, rows.stop + 40)
+    out = tifffile.imread(dst)
+    img_band = tifffile.imread(src)[halo]
+    band = patchjit.process_image(img_band, mean_remove, (15, 15), 4)
+    # rows 40 from the band's edges see the same patches as in the whole image when the
+    # band starts on the grid (3000 - 40 is a multiple of the step 4)
+    np.testing.assert_allclose(out[rows], band[40:-40], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["median", "mean", "linear_ramp", "maximum", "minimum"])
+def test_statistic_pad_modes(rng, mode):
+    # numpy.pad's statistic modes; dask computes "mean" in another order (last bits)
+    image = (rng.random((12, 40)) * 100).astype(np.float32)
+    kw = dict(edge="pad", pad_mode=mode, args=(1.0,))
+    want = patchjit.process_image(image, scale_add_mean, (11, 5), (2, 5), **kw)
+    x = da.from_array(image, chunks=(5, 9))
+    got = patchjit.process_image(x, scale_add_mean, (11, 5), (2, 5), **kw).compute()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+    img8 = (rng.random((20, 30)) * 250).astype(np.uint8)
+    kw["dtype"] = np.uint8
+    want = patchjit.process_image(img8, scale_add_mean, 5, 2, **kw)
+    got = patchjit.process_image(da.from_array(img8, chunks=7), scale_add_mean, 5, 2, **kw)
+    assert np.abs(got.compute().astype(int) - want).max() <= 1
+
+
+def test_distinct_calls_get_distinct_keys(rng):
+    image = rng.random((30, 30))
+    x = da.from_array(image, chunks=12)
+    kw = dict(edge="pad", args=(1.0,))
+    a = patchjit.process_image(x, scale_add_mean, 5, 2, pad_mode="reflect", **kw)
+    b = patchjit.process_image(x, scale_add_mean, 5, 2, pad_mode="edge", **kw)
+    c = patchjit.process_image(x, scale_add_mean, 5, 2, pad_mode="reflect", **kw)
+    assert a.name != b.name and a.name == c.name
+    both = da.stack([a, b]).compute()
+    np.testing.assert_allclose(
+        both[1], patchjit.process_image(image, scale_add_mean, 5, 2, pad_mode="edge", **kw)
+    )
