@@ -238,11 +238,6 @@ def _source_access(src, patch3, nc):
     return src3, K.col_strip, K.fetch_strip
 
 
-# How ``out`` is initialised before each callback: NaN (a forgotten element shows up)
-# or the patch itself ("copy", only when out has the patch's channel count).
-OUT_FILL = "nan"
-
-
 def run_accumulate(
     src, take, oview, func, args, origins3, patch3, nc, weights3, red, acc, region0,
     progress=None, *, nc_out=None, serial=None,
@@ -276,13 +271,15 @@ def run_accumulate(
     buf_bytes = int(np.prod(fshape)) * nco * acc.dtype.itemsize
     n_wave = min(len(blocks), max(_BLOCKS_PER_THREAD * n_threads, _WAVE_BYTES // buf_bytes))
     bufs = scratch((n_wave, fshape[0], fshape[1], fshape[2] * nco), acc.dtype)
+    # ``add`` puts a patch's output into the column's output strip and resets ``out`` to
+    # NaN; ``comb`` adds the strip into the block buffer.
     if weights3 is not None:
-        add, comb = K.add_weighted, K.add_sum
+        add, comb = K.add_weighted_reset, K.add_sum
         wts = np.ascontiguousarray(weights3, dtype=acc.dtype).reshape(-1)
     else:
-        add = comb = (K.add_sum, K.add_max, K.add_min)[red]
+        add = (K.add_sum_reset, K.add_max_reset, K.add_min_reset)[red]
+        comb = (K.add_sum, K.add_max, K.add_min)[red]
         wts = np.ones(1, dtype=acc.dtype)
-    fill = K.fill_copy if (OUT_FILL == "copy" and nco == nc and src.ndim == 4) else K.fill_nan
     init = (0.0, -np.inf, np.inf)[red]
     os_, or_, ow = origins3
     ps, pr, pw = (int(p) for p in patch3)
@@ -302,7 +299,7 @@ def run_accumulate(
         hi = np.clip(hi - region0[:2], 0, limits)
         rows = (int(lo[0]), int(hi[0]), int(lo[1]), int(hi[1]))
         kernel(
-            ksrc, col, fetch, take, oview, func, args, fill, add, comb, init, os_, or_, ow,
+            ksrc, col, fetch, take, oview, func, args, add, comb, init, os_, or_, ow,
             ps, pr, pw, nc, nco, vshape, wts, wave, bufs, src.dtype,
         )  # fmt: skip
         fold(wave, bufs, acc3, nco, red, region0, rows)

@@ -32,7 +32,7 @@ import os
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import carray, njit, prange
 from numba.core import types
 from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic
@@ -79,7 +79,30 @@ def readonly(typingctx, arr):
     return sig, codegen
 
 
+@intrinsic
+def data_at(typingctx, arr, off):
+    """Pointer to element ``off`` of a C-contiguous array's data (no bounds check)."""
+    if not isinstance(arr, types.Array):
+        return None
+    sig = types.CPointer(arr.dtype)(arr, off)
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        return builder.gep(ary.data, [args[1]])
+
+    return sig, codegen
+
+
+@njit(inline="always")
+def flat_view(arr, off, n):
+    """``arr[off:off + n]`` as a read-only C array built on the pointer: no reference
+    counting and no slicing machinery per patch (the caller keeps ``arr`` alive)."""
+    return readonly(carray(data_at(arr, off), (n,)))
+
+
 # --- views: flat C array -> the callback's shape -------------------------------------
+# Built on the data pointer (carray): a per-patch reshape would call numba's generic
+# reshape helper and touch reference counts.
 # view(flat, vshape, nc): ``vshape`` is the patch's (D, H, W) in the user's axis order.
 
 
@@ -90,32 +113,67 @@ def take_1d(flat, vshape, nc):
 
 @njit(inline="always")
 def take_1dc(flat, vshape, nc):
-    return flat.reshape((vshape[2], nc))
+    return readonly(carray(data_at(flat, 0), (vshape[2], nc)))
 
 
 @njit(inline="always")
 def take_2d(flat, vshape, nc):
-    return flat.reshape((vshape[1], vshape[2]))
+    return readonly(carray(data_at(flat, 0), (vshape[1], vshape[2])))
 
 
 @njit(inline="always")
 def take_2dc(flat, vshape, nc):
-    return flat.reshape((vshape[1], vshape[2], nc))
+    return readonly(carray(data_at(flat, 0), (vshape[1], vshape[2], nc)))
 
 
 @njit(inline="always")
 def take_3d(flat, vshape, nc):
-    return flat.reshape((vshape[0], vshape[1], vshape[2]))
+    return readonly(carray(data_at(flat, 0), (vshape[0], vshape[1], vshape[2])))
 
 
 @njit(inline="always")
 def take_3dc(flat, vshape, nc):
-    return flat.reshape((vshape[0], vshape[1], vshape[2], nc))
+    return readonly(carray(data_at(flat, 0), (vshape[0], vshape[1], vshape[2], nc)))
 
 
 take_flat = take_1d
-oview_1d, oview_1dc, oview_2d, oview_2dc = take_1d, take_1dc, take_2d, take_2dc
-oview_3d, oview_3dc, oview_flat = take_3d, take_3dc, take_1d
+
+
+# oview(o, vshape, nc): the block's flat ``out`` buffer in the callback's shape (once
+# per block, writeable).
+
+
+@njit(inline="always")
+def oview_1d(o, vshape, nc):
+    return o
+
+
+@njit(inline="always")
+def oview_1dc(o, vshape, nc):
+    return o.reshape((vshape[2], nc))
+
+
+@njit(inline="always")
+def oview_2d(o, vshape, nc):
+    return o.reshape((vshape[1], vshape[2]))
+
+
+@njit(inline="always")
+def oview_2dc(o, vshape, nc):
+    return o.reshape((vshape[1], vshape[2], nc))
+
+
+@njit(inline="always")
+def oview_3d(o, vshape, nc):
+    return o.reshape((vshape[0], vshape[1], vshape[2]))
+
+
+@njit(inline="always")
+def oview_3dc(o, vshape, nc):
+    return o.reshape((vshape[0], vshape[1], vshape[2], nc))
+
+
+oview_flat = oview_1d
 
 VIEWS = {
     (1, False): (take_1d, oview_1d),
@@ -160,7 +218,7 @@ def col_none(src, strip, s0, s1, yr, x, pr, pw, nc):
 
 @njit(inline="always")
 def fetch_strip(src, strip, i, j, k, s, yr, x, off, n, nc):
-    return readonly(strip[off : off + n])
+    return flat_view(strip, off, n)
 
 
 @njit(inline="always")
@@ -180,22 +238,7 @@ def fetch_stacked(src, strip, i, j, k, s, yr, x, off, n, nc):
                 for q in range(p.shape[3]):
                     strip[t] = p[a, b, c, q]
                     t += 1
-    return readonly(strip[:n])
-
-
-# out initialisation per patch: fill(o, patch)
-
-
-@njit(inline="always")
-def fill_nan(o, patch):
-    for q in range(o.size):
-        o[q] = np.nan
-
-
-@njit(inline="always")
-def fill_copy(o, patch):
-    for q in range(o.size):
-        o[q] = patch[q]
+    return flat_view(strip, 0, n)
 
 
 # --- accumulation -------------------------------------------------------------------
@@ -213,7 +256,9 @@ def _nanmin(a, b):
 
 
 # add(dst, src, wts, t, n): dst[t:t+n] (op)= src[:n], one flat run. Unsigned offsets
-# spare numba's negative-index wraparound in the inner loop.
+# spare numba's negative-index wraparound in the inner loop. The ``*_reset`` variants
+# add a patch's output and set it back to NaN in the same pass, so ``out`` holds NaN
+# whenever the callback is called (no stale values), without a separate fill pass.
 
 
 @njit(inline="always")
@@ -249,11 +294,49 @@ def add_min(dst, src, wts, t, n):
 
 
 @njit(inline="always")
+def add_sum_reset(dst, src, wts, t, n):
+    t = np.uint64(t)
+    for k in range(n):
+        q = np.uint64(k)
+        dst[t + q] += src[q]
+        src[q] = np.nan
+
+
+@njit(inline="always")
+def add_weighted_reset(dst, src, wts, t, n):
+    t = np.uint64(t)
+    for k in range(n):
+        q = np.uint64(k)
+        dst[t + q] += wts[q] * src[q]
+        src[q] = np.nan
+
+
+@njit(inline="always")
+def add_max_reset(dst, src, wts, t, n):
+    t = np.uint64(t)
+    for k in range(n):
+        q = np.uint64(k)
+        dst[t + q] = _nanmax(dst[t + q], src[q])
+        src[q] = np.nan
+
+
+@njit(inline="always")
+def add_min_reset(dst, src, wts, t, n):
+    t = np.uint64(t)
+    for k in range(n):
+        q = np.uint64(k)
+        dst[t + q] = _nanmin(dst[t + q], src[q])
+        src[q] = np.nan
+
+
+@njit(inline="always")
 def _run_block(
-    blk, buf, strip, ostrip, o, src, col, fetch, view, oview, func, args, fill, add, comb,
+    blk, buf, strip, ostrip, o, src, col, fetch, view, oview, func, args, add, comb,
     init, os_, or_, ow, ps, pr, pw, nc, nco, vshape, wts,
 ):  # fmt: skip
     fs, fr, fw = blk[B_FD], blk[B_FH], blk[B_FW]
+    for q in range(o.size):
+        o[q] = np.nan  # then reset to NaN by ``add`` after every patch
     for a in range(fs):
         for c in range(fr):
             row = buf[a, c]
@@ -279,7 +362,6 @@ def _run_block(
             for i in range(blk[B_I0D], blk[B_I1D]):
                 s = os_[i]
                 patch = fetch(src, strip, i, j, k, s, yr, x, (s - y0s) * srow_in, n_in, nc)
-                fill(o, patch)
                 func(view(patch, vshape, nc), ov, *args)
                 add(ostrip, o, wts, (s - y0s) * srow_out, n_out)
             # the column's output strip into the block buffer, one run per row
@@ -287,12 +369,11 @@ def _run_block(
             for a in range(fs):
                 for b in range(pr):
                     t = t_col + a * plane_step + b * row_step
-                    sub = ostrip[(a * pr + b) * run : (a * pr + b + 1) * run]
-                    comb(dst, sub, wts, t, run)
+                    comb(dst, flat_view(ostrip, (a * pr + b) * run, run), wts, t, run)
 
 
 def accumulate_blocks_impl(
-    src, col, fetch, view, oview, func, args, fill, add, comb, init, os_, or_, ow, ps, pr,
+    src, col, fetch, view, oview, func, args, add, comb, init, os_, or_, ow, ps, pr,
     pw, nc, nco, vshape, wts, blocks, bufs, dtype_in,
 ):  # fmt: skip
     """Run the callback on every patch of each block, overlap-adding into ``bufs[b]``.
@@ -309,7 +390,7 @@ def accumulate_blocks_impl(
         o = np.empty(ps * pr * pw * nco, dtype=bufs.dtype)
         _run_block(
             blocks[b], bufs[b], strip, ostrip, o, src, col, fetch, view, oview, func, args,
-            fill, add, comb, init, os_, or_, ow, ps, pr, pw, nc, nco, vshape, wts,
+            add, comb, init, os_, or_, ow, ps, pr, pw, nc, nco, vshape, wts,
         )  # fmt: skip
 
 
