@@ -260,11 +260,15 @@ def _patches_layout(shape, image_shape, step, overlap, edge, channel_axis, windo
         except ValueError as exc:
             error = error or exc
             continue
+        if len(edges) > 1 and edge == "cover" and any(
+            st > p for st, p in zip(grid.step, grid.patch_shape)
+        ):
+            continue  # gaps between patches: only the 'valid' grid describes them
         tail = grid.patch_shape + ((grid.n_channels,) if ch is not None else ())
         want = grid.grid_shape if grid_form else (grid.n_patches,)
         if tuple(shape[lead:]) == tail and tuple(shape[:lead]) == want:
             return grid
-        got = f"a {tuple(shape[:lead])} grid of" if grid_form else f"{shape[0]}"
+        got = f"a {tuple(shape[:lead])} grid of" if lead > 1 else f"{shape[0]}"
         error = error or ValueError(
             f"{got} patches of shape {tuple(shape[lead:])} do not fit "
             f"the grid of image shape {image_shape}, patch {grid.patch_shape}, step "

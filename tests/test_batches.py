@@ -97,7 +97,9 @@ def test_dtypes_and_batch_dtype(dtype, rng):
     got = patchjit.process_batches(img, func, (5, 4), 3, batch_size=4)
     want = patchjit.process_image(img, identity, (5, 4), 3)
     assert got.dtype == want.dtype
-    np.testing.assert_array_equal(got, want)
+    # same values; the engine adds a pixel's contributions column by column, the batch
+    # merge in patch order, so float32 sums may differ in the last bit
+    np.testing.assert_allclose(got, want, rtol=4 * np.finfo(got.dtype).eps)
     assert set(seen) == {(np.dtype(acc), True, (5, 4))}
 
 
