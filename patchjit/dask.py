@@ -22,12 +22,14 @@ the result is split back, so the output always has the input's chunks.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import threading
 
 import numpy as np
 
+from . import _batches as B
 from . import _engine as E
 from . import _kernels as K
 from ._callback import check_args, resolve
@@ -45,7 +47,9 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra onl
 __all__ = [
     "chunks_for_budget",
     "from_tiff",
+    "map_batches",
     "map_patches",
+    "process_batches",
     "process_file",
     "process_image",
     "to_tiff",
@@ -471,8 +475,23 @@ def map_patches(
     acc_dtype = E.accumulation_dtype(np.float32 if image.dtype == np.float16 else image.dtype)
     out_dtype = _output_dtype(dtype, acc_dtype, None)
     res_dtype = np.float64 if out_dtype.kind in "iu" else np.result_type(acc_dtype, out_dtype)
-    k, nc, has_c = grid.ndim, grid.n_channels, grid.channel_axis is not None
+    take, _ = K.VIEWS[(grid.ndim, grid.channel_axis is not None)]
 
+    def make(tables):
+        return _MapTask(grid, tables, func, args, take, res_dtype, out_dtype, threads)
+
+    name = "patchjit-map-" + _token(
+        image, grid, func, args, out_dtype, threads, pad_mode, pad_value
+    )
+    return _map_graph(image, grid, pad_mode, pad_value, make, out_dtype, name)
+
+
+def _map_graph(image, grid, pad_mode, pad_value, make_task, out_dtype, name):
+    """The one-value-per-patch graph shared by :func:`map_patches` and ``map_batches``.
+
+    ``make_task(tables)`` returns the per-chunk callable (a :class:`_MapTask`).
+    """
+    k, nc, has_c = grid.ndim, grid.n_channels, grid.channel_axis is not None
     x = _channels_last(image, grid.channel_axis)
     user_chunks = x.chunks[:k]
     x = _pad(x, grid, pad_mode, pad_value)
@@ -491,13 +510,11 @@ def map_patches(
         pairs = enumerate(itertools.pairwise(bounds))
         tables.append([((int(i0), int(i1)), regions[j][0]) for j, (i0, i1) in pairs])
     x = x.rechunk(tuple(padded) + ((nc,) if has_c else ()))
-    take, _ = K.VIEWS[(k, has_c)]
-    task = _MapTask(grid, tables, func, args, take, res_dtype, out_dtype, threads)
     return da.map_overlap(
-        task, x, depth={a: depth[a] for a in range(k)}, boundary="none", trim=False,
-        allow_rechunk=False, chunks=tuple(gchunks), drop_axis=[k] if has_c else [],
-        dtype=out_dtype, meta=np.empty((0,) * k, out_dtype),
-        name="patchjit-map-" + _token(x, grid, func, args, out_dtype, threads),
+        make_task(tables), x, depth={a: depth[a] for a in range(k)}, boundary="none",
+        trim=False, allow_rechunk=False, chunks=tuple(gchunks),
+        drop_axis=[k] if has_c else [], dtype=out_dtype, meta=np.empty((0,) * k, out_dtype),
+        name=name,
     )  # fmt: skip
 
 
@@ -516,14 +533,186 @@ class _MapTask:
         if res.size:
             src = _src4(region, k)
             origins = [g.origins[a][slice(*rows[a][0])] - rows[a][1] for a in range(k)]
-            E.prepare_map_callback(self.func, self.take, src, self.args)
-            with _Launch(), E.thread_limit(self.threads):
-                E.run_map(
-                    src, self.take, self.func, self.args,
-                    E.canonical3(origins, np.zeros(1, dtype=np.int64)),
-                    E.canonical3(g.patch_shape, 1), res,
-                )  # fmt: skip
+            self._run(src, E.canonical3(origins, np.zeros(1, dtype=np.int64)), res)
         return to_dtype(res.reshape(shape), self.out_dtype)
+
+    def _run(self, src, origins3, res):
+        """One value per patch at ``origins3`` (``src``'s frame) into ``res``."""
+        E.prepare_map_callback(self.func, self.take, src, self.args)
+        with _Launch(), E.thread_limit(self.threads):
+            E.run_map(
+                src, self.take, self.func, self.args, origins3,
+                E.canonical3(self.grid.patch_shape, 1), res,
+            )  # fmt: skip
+
+
+# --- process_batches and map_batches -------------------------------------------------
+
+
+def _batch_launch(threads):
+    """Serialise launches only when the task may run numba's parallel kernels: with
+    ``threads=1`` it runs the serial ones, and ``func`` must not hold a global lock."""
+    return contextlib.nullcontext() if threads == 1 else _Launch()
+
+
+def process_batches(
+    image, func, patch_shape, step=None, *, overlap=None, batch_size=B.DEFAULT_BATCH_SIZE,
+    out_channels=None, edge="cover", dtype=None, threads=None, channel_axis=None,
+    window=None, sigma=None, reduce="mean", pad_mode="reflect", pad_value=0, out=None,
+    progress=False,
+):  # fmt: skip
+    """Lazy :func:`patchjit.process_batches` of a dask array, exact across chunks.
+
+    Called by :func:`patchjit.process_batches` when ``image`` is a
+    :class:`dask.array.Array`. Same scheme as :func:`process_image`: each task gathers
+    the patches of the global grid that touch its chunk into batches, calls ``func``
+    on them and merges the outputs into its chunk only. The parameters mean the same,
+    except:
+
+    - ``func`` runs inside dask tasks, so under the threaded scheduler (dask's
+      default) it is called from several worker threads at once: it must be
+      thread-safe (NumPy, scikit-image and a torch model in ``inference_mode`` are).
+      Otherwise compute with ``scheduler="synchronous"`` or ``"processes"`` (then
+      ``func`` must pickle). A batch never mixes patches of two chunks, so batches are
+      smaller near chunk borders, and patches that straddle chunks are computed once
+      per chunk they touch.
+    - ``threads``: numba threads for the gather and merge inside each task, default 1
+      (the serial kernels; dask supplies the parallelism). No background thread: each
+      task gathers, calls ``func`` and merges one batch after the other.
+    - ``out`` and ``progress`` are not supported.
+
+    Returns
+    -------
+    dask.array.Array
+        Lazy result with the image's chunks (the channel axis in one chunk, and
+        ``out_channels`` channels where given). Equal to the in-memory result: ``max``,
+        ``min`` and single-patch pixels bit for bit, ``mean``/``sum`` to float rounding
+        (each pixel adds the same terms in the same patch order, so in practice they
+        agree bit for bit as well, as long as ``func``'s output for a patch does not
+        depend on the rest of its batch).
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da, patchjit
+    >>> image = np.random.default_rng(0).random((50, 40), dtype=np.float32)
+    >>> def remove_mean(batch):
+    ...     return batch - batch.mean(axis=(1, 2), keepdims=True)
+    >>> lazy = patchjit.process_batches(da.from_array(image, chunks=17), remove_mean, 8, 4)
+    >>> lazy.chunks
+    ((17, 17, 16), (17, 17, 6))
+    >>> want = patchjit.process_batches(image, remove_mean, 8, 4)
+    >>> bool(np.allclose(lazy.compute(scheduler="threads"), want))
+    True
+    """
+    from .api import _check_merge_geometry, _check_pad, _check_window, _output_dtype
+
+    _no_out(out, progress)
+    _check_array(image)
+    grid = PatchGrid(
+        image.shape, patch_shape, step, edge, overlap=overlap, channel_axis=channel_axis,
+        window=window, sigma=sigma,
+    )  # fmt: skip
+    red = _check_merge_geometry(grid, reduce)
+    _check_pad(grid, image.dtype, pad_mode, pad_value)
+    B._check_func(func)
+    batch_size = B._check_batch_size(batch_size)
+    threads = _check_threads(threads)
+    _, nk, k_axis = _out_layout(image.shape, grid, out_channels)
+    acc_dtype = E.accumulation_dtype(np.float32 if image.dtype == np.float16 else image.dtype)
+    _check_window(grid, acc_dtype)
+    out_dtype = _output_dtype(dtype, acc_dtype, None)
+
+    def make(tables, norm):
+        return _BatchTask(
+            grid, tables, norm, func, red, nk, k_axis, batch_size, acc_dtype, out_dtype, threads
+        )
+
+    name = "patchjit-batches-" + _token(
+        image, grid, func, red, nk, batch_size, out_dtype, threads, pad_mode, pad_value
+    )
+    return _merge_graph(image, grid, pad_mode, pad_value, make, nk, k_axis, out_dtype, name)
+
+
+class _BatchTask(_ProcessTask):
+    """One output chunk of :func:`process_batches`: the batch pipeline on its patches."""
+
+    def __init__(self, grid, tables, norm, func, red, nk, k_axis, batch_size, acc_dtype,
+                 out_dtype, threads):  # fmt: skip
+        super().__init__(
+            grid, tables, norm, func, (), None, None, red, nk, acc_dtype, out_dtype, threads
+        )
+        self.k_axis, self.batch_size = k_axis, batch_size
+        self.wts = B.batch_weights(grid, nk, acc_dtype)
+
+    def _accumulate(self, src, origins3, acc, region0):
+        with _batch_launch(self.threads), E.thread_limit(self.threads):
+            B.accumulate_batches(
+                src, self.func, self.grid, origins3, self.nco, self.k_axis, self.wts,
+                self.red, acc, region0, self.batch_size, pipelined=False,
+            )  # fmt: skip
+
+
+def map_batches(
+    image, func, patch_shape, step=None, *, overlap=None, batch_size=B.DEFAULT_BATCH_SIZE,
+    edge="valid", dtype=None, threads=None, channel_axis=None, pad_mode="reflect",
+    pad_value=0, progress=False,
+):  # fmt: skip
+    """Lazy :func:`patchjit.map_batches` of a dask array; bitwise equal to in memory.
+
+    Called by :func:`patchjit.map_batches` for a :class:`dask.array.Array`. Chunks as
+    in :func:`map_patches`; ``func`` and ``threads`` as in :func:`process_batches`
+    (``func`` must be thread-safe under dask's threaded scheduler).
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da, patchjit
+    >>> image = da.from_array(np.arange(64.0).reshape(8, 8), chunks=4)
+    >>> lazy = patchjit.map_batches(image, lambda b: b.max(axis=(1, 2)) - b.min(axis=(1, 2)),
+    ...                             3, edge="pad", pad_mode="edge")
+    >>> lazy.chunks
+    ((4, 4), (4, 4))
+    >>> float(lazy[4, 4].compute())
+    18.0
+    """
+    from .api import _check_pad, _output_dtype
+
+    _no_out(None, progress)
+    _check_array(image)
+    grid = PatchGrid(
+        image.shape, patch_shape, step, edge, overlap=overlap, channel_axis=channel_axis,
+        centered=True,
+    )  # fmt: skip
+    _check_pad(grid, image.dtype, pad_mode, pad_value)
+    B._check_func(func)
+    batch_size = B._check_batch_size(batch_size)
+    threads = _check_threads(threads)
+    acc_dtype = E.accumulation_dtype(np.float32 if image.dtype == np.float16 else image.dtype)
+    out_dtype = _output_dtype(dtype, acc_dtype, None)
+    res_dtype = B._values_dtype(acc_dtype, out_dtype)
+
+    def make(tables):
+        return _MapBatchTask(grid, tables, func, batch_size, acc_dtype, res_dtype, out_dtype,
+                             threads)  # fmt: skip
+
+    name = "patchjit-map-batches-" + _token(
+        image, grid, func, batch_size, out_dtype, threads, pad_mode, pad_value
+    )
+    return _map_graph(image, grid, pad_mode, pad_value, make, out_dtype, name)
+
+
+class _MapBatchTask(_MapTask):
+    """One output chunk of :func:`map_batches`."""
+
+    def __init__(self, grid, tables, func, batch_size, acc_dtype, res_dtype, out_dtype, threads):
+        super().__init__(grid, tables, func, (), None, res_dtype, out_dtype, threads)
+        self.batch_size, self.acc_dtype = batch_size, acc_dtype
+
+    def _run(self, src, origins3, res):
+        with _batch_launch(self.threads), E.thread_limit(self.threads):
+            B.map_values(
+                src, self.func, self.grid, origins3, self.acc_dtype, res.reshape(-1),
+                self.batch_size, pipelined=False,
+            )  # fmt: skip
 
 
 # --- unpatchify ----------------------------------------------------------------------
