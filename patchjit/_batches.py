@@ -6,7 +6,14 @@ The background thread runs the serial variants of the batch kernels, never paral
 ones: two threads that launch numba parallel regions at the same time can abort the
 process under numba's ``workqueue`` threading layer, and the user's function may well
 launch its own. The calling thread runs the parallel variants, only while the
-background thread is idle (the first gather, the last merge).
+background thread is idle (the first gather, the last merge), and only when
+:func:`_engine.serial_wanted` says no (``threads=1``, or off the main thread under
+``workqueue``).
+
+:func:`accumulate_batches` and :func:`map_values` are the core for any list of patch
+origins and any output region (the meaning of ``_engine.run_accumulate`` and
+``run_map``); :mod:`patchjit.dask` runs them per chunk, unpipelined, on the patches of
+the global grid that touch the chunk.
 
 Determinism: outputs are merged batch after batch, in patch order, by a kernel in
 which each iteration owns one output row, so every pixel adds its contributions in
@@ -279,9 +286,12 @@ def process_batches(
 
     Parameters
     ----------
-    image : array_like
+    image : array_like or dask.array.Array
         1-D, 2-D or 3-D image, optionally with one channel axis (see
-        :func:`process_image`). Never modified.
+        :func:`process_image`). Never modified. A dask array gives a lazy dask array
+        (see :func:`patchjit.dask.process_batches`): ``func`` then runs in dask's worker
+        threads, several at once under the threaded scheduler, so it must be
+        thread-safe (or compute with ``scheduler="synchronous"``).
     func : callable
         ``func(batch) -> array``. ``batch`` is a C-contiguous float array of shape
         ``(n, *patch_shape)``, or ``(n, *patch_shape, C)`` with channels (channels
@@ -313,8 +323,10 @@ def process_batches(
 
     Returns
     -------
-    numpy.ndarray
-        The merged image: the image's shape, or with ``out_channels`` channels.
+    numpy.ndarray or dask.array.Array
+        The merged image: the image's shape, or with ``out_channels`` channels. Lazy,
+        with the image's chunks, for a dask array (``out`` and ``progress`` are then
+        refused).
 
     Raises
     ------
@@ -438,8 +450,11 @@ def map_batches(
 
     Parameters
     ----------
-    image : array_like
-        1-D, 2-D or 3-D image, optionally with channels (see :func:`map_patches`).
+    image : array_like or dask.array.Array
+        1-D, 2-D or 3-D image, optionally with channels (see :func:`map_patches`). A
+        dask array gives a lazy dask array, bitwise equal to the in-memory result (see
+        :func:`patchjit.dask.map_batches`); ``func`` must then be thread-safe under
+        dask's threaded scheduler.
     func : callable
         ``func(batch) -> values``: ``batch`` as in :func:`process_batches` (a reused,
         C-contiguous float array ``(n, *patch_shape[, C])``); ``values`` anything
@@ -454,8 +469,9 @@ def map_batches(
 
     Returns
     -------
-    numpy.ndarray
-        Array of the grid's shape (``PatchGrid(...).grid_shape``).
+    numpy.ndarray or dask.array.Array
+        Array of the grid's shape (``PatchGrid(...).grid_shape``); lazy for a dask
+        array.
 
     Raises
     ------

@@ -1,8 +1,9 @@
 """Scale-out: lazy dask arrays in, lazy dask arrays out; TIFF and zarr larger than memory.
 
-:func:`patchjit.process_image`, :func:`patchjit.map_patches` and
-:func:`patchjit.unpatchify` hand a :class:`dask.array.Array` to the functions of the same
-name here. Scheme (one task per output chunk, built from dask primitives only):
+:func:`patchjit.process_image`, :func:`patchjit.map_patches`,
+:func:`patchjit.unpatchify`, :func:`patchjit.process_batches` and
+:func:`patchjit.map_batches` hand a :class:`dask.array.Array` to the functions of the
+same name here. Scheme (one task per output chunk, built from dask primitives only):
 
 1. Channels are moved last and rechunked to one chunk; ``edge="pad"`` pads the whole
    array once with :func:`dask.array.pad`, and the padding is merged into the first and
@@ -741,46 +742,24 @@ def unpatchify(
     >>> bool(np.allclose(lazy.compute(), image))
     True
     """
-    from .api import _check_merge_geometry, _output_dtype
+    from .api import _check_merge_geometry, _check_window, _output_dtype, _patches_layout
 
     _no_out(out, progress)
     _check_array(patches, "patches")
     image_shape = tuple(int(n) for n in image_shape)
-    m, nd = len(image_shape), patches.ndim
-    if channel_axis is not None:
-        n_spatial = m - 1
-        grid_form = nd == 2 * n_spatial + 1
-        ok = grid_form or nd == n_spatial + 2
-    else:
-        grid_form, n_spatial, ok = nd == 2 * m, m, nd in (2 * m, m + 1)
-        if not ok and nd == 2 * m - 1 and m >= 3:
-            grid_form, n_spatial, channel_axis, ok = True, m - 1, m - 1, True
-    if not ok:
-        raise ValueError(
-            f"patches with {nd} axes do not match image_shape {image_shape}; expected the "
-            f"grid form (*grid_shape, *patch_shape[, C]) or (n_patches, *patch_shape[, C]); "
-            f"for channels pass channel_axis"
-        )
-    k, has_c = n_spatial, channel_axis is not None
-    lead = k if grid_form else 1
-    grid = PatchGrid(
-        image_shape, patches.shape[lead : lead + k], step, edge, overlap=overlap,
-        channel_axis=channel_axis, window=window, sigma=sigma,
-    )  # fmt: skip
     if edge == "pad":
         raise ValueError("unpatchify takes edge='cover' or 'valid'; 'pad' needs the image")
+    # the in-memory reading of the patches' layout (edge=None: "cover" if it fits)
+    grid = _patches_layout(
+        patches.shape, image_shape, step, overlap, edge, channel_axis, window, sigma
+    )
     red = _check_merge_geometry(grid, reduce)
-    nc = grid.n_channels
+    k, nc, has_c = grid.ndim, grid.n_channels, grid.channel_axis is not None
+    grid_form = patches.ndim == 2 * k + has_c
     tail = grid.patch_shape + ((nc,) if has_c else ())
-    want = grid.grid_shape if grid_form else (grid.n_patches,)
-    if tuple(patches.shape[lead:]) != tail or tuple(patches.shape[:lead]) != want:
-        raise ValueError(
-            f"patches of shape {patches.shape} do not fit the grid of image shape "
-            f"{image_shape}, patch {grid.patch_shape}, step {grid.step}, edge {edge!r}: "
-            f"expected {want + tail}"
-        )
     threads = _check_threads(threads)
     acc_dtype = E.accumulation_dtype(np.float32 if patches.dtype == np.float16 else patches.dtype)
+    _check_window(grid, acc_dtype)
     out_dtype = _output_dtype(dtype, acc_dtype, None)
 
     x = patches if grid_form else patches.reshape(grid.grid_shape + tail)
