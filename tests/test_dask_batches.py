@@ -185,3 +185,24 @@ def test_bad_input(rng):
     lazy = patchjit.map_batches(x, lambda b: b.sum(axis=1), 3)
     with pytest.raises(ValueError, match="one value per patch"):
         lazy.compute()
+
+
+@pytest.mark.parametrize(
+    "shape, chunks, patch, step, kw, k",
+    [
+        ((21, 19, 3), (8, 7, 2), (4, 5), (2, 1), {}, 2),
+        ((3, 21, 19), (1, 9, 6), (4, 5), 2, {"channel_axis": 0, "window": "triangle"}, 2),
+        ((23, 17), (6, 5), (3, 4), (2, 3), {"edge": "pad"}, 3),
+        ((9, 10, 11), 4, 3, 2, {"reduce": "max"}, 2),
+    ],
+)
+def test_process_image_out_channels(rng, shape, chunks, patch, step, kw, k):
+    from test_engine_v2 import grey_and_sum, to_k
+
+    func = grey_and_sum if len(shape) == 3 and 3 in shape else to_k
+    img = rng.random(shape)
+    want = patchjit.process_image(img, func, patch, step, out_channels=k, **kw)
+    got = patchjit.process_image(da.from_array(img, chunks=chunks), func, patch, step,
+                                 out_channels=k, **kw)  # fmt: skip
+    assert got.shape == want.shape
+    check_equal(got.compute(), want, kw.get("reduce", "mean"))
