@@ -6,7 +6,14 @@ The background thread runs the serial variants of the batch kernels, never paral
 ones: two threads that launch numba parallel regions at the same time can abort the
 process under numba's ``workqueue`` threading layer, and the user's function may well
 launch its own. The calling thread runs the parallel variants, only while the
-background thread is idle (the first gather, the last merge).
+background thread is idle (the first gather, the last merge), and only when
+:func:`_engine.serial_wanted` says no (``threads=1``, or off the main thread under
+``workqueue``).
+
+:func:`accumulate_batches` and :func:`map_values` are the core for any list of patch
+origins and any output region (the meaning of ``_engine.run_accumulate`` and
+``run_map``); :mod:`patchjit.dask` runs them per chunk, unpipelined, on the patches of
+the global grid that touch the chunk.
 
 Determinism: outputs are merged batch after batch, in patch order, by a kernel in
 which each iteration owns one output row, so every pixel adds its contributions in
@@ -32,7 +39,9 @@ from .api import (
     _check_out,
     _check_pad,
     _check_window,
+    _is_dask,
     _normalise,
+    _on_dask,
     _output_dtype,
     _result_shape,
     _running,
@@ -95,7 +104,7 @@ def _as_result(res, expected: tuple, hint: str) -> np.ndarray:
 # --- the pipeline -------------------------------------------------------------------
 
 
-def _pipeline(n_total: int, batch_size: int, gather, call, consume, bar) -> None:
+def _pipeline(n_total: int, batch_size: int, gather, call, consume, bar, pipelined=True) -> None:
     """Run ``call`` on every batch while the background thread consumes and gathers.
 
     ``gather(g0, n, slot, serial)`` fills input slot ``slot`` (0 or 1) with patches
@@ -105,14 +114,25 @@ def _pipeline(n_total: int, batch_size: int, gather, call, consume, bar) -> None
     ``b + 1`` into that batch's slot, so a result that is a view of its own input is
     merged before the slot is overwritten. Batches are consumed strictly in order.
     On any exception (KeyboardInterrupt included) the background task is waited for
-    and the exception propagates.
+    and the exception propagates. The calling thread's own gather and merge run the
+    parallel kernels unless :func:`_engine.serial_wanted`. ``pipelined=False`` runs
+    everything in the calling thread, one batch after the other (inside a dask task,
+    where dask supplies the parallelism).
     """
     starts = range(0, n_total, batch_size)
+    serial = E.serial_wanted()
 
     def size(b):
         return min(batch_size, n_total - starts[b])
 
-    gather(0, size(0), 0, False)
+    if not pipelined:
+        for b in range(len(starts)):
+            gather(starts[b], size(b), 0, serial)
+            consume(starts[b], size(b), call(size(b), 0), serial)
+            if bar is not None:
+                bar.update(size(b))
+        return
+    gather(0, size(0), 0, serial)
     pending = None
     with ThreadPoolExecutor(1, thread_name_prefix="patchjit-batches") as pool:
 
@@ -139,7 +159,93 @@ def _pipeline(n_total: int, batch_size: int, gather, call, consume, bar) -> None
             pending = (starts[b], size(b), result)
             if bar is not None:
                 bar.update(size(b))
-    consume(*pending, False)
+    consume(*pending, serial)
+
+
+def _tails(grid: PatchGrid, nk: int, k_axis: bool):
+    """Batch shapes after ``n``: func's input, its output, and the output's description."""
+    nc = grid.n_channels
+    in_tail = grid.patch_shape + ((nc,) if grid.channel_axis is not None else ())
+    out_tail = grid.patch_shape + ((nk,) if k_axis else ())
+    hint = "(n, *patch_shape, K) with K output channels" if k_axis else "(n, *patch_shape)"
+    return in_tail, out_tail, hint
+
+
+def batch_weights(grid: PatchGrid, nk: int, acc_dtype):
+    """The window as the scatter kernel's ``(pd, ph, pw * nk)`` weights, or ones."""
+    if grid.window_array is None:
+        return np.ones((1, 1, 1), dtype=acc_dtype)
+    w = grid.window_array.reshape(E.canonical3(grid.patch_shape, 1))
+    return np.ascontiguousarray(np.repeat(w, nk, axis=2), dtype=acc_dtype)
+
+
+def accumulate_batches(
+    src, func, grid: PatchGrid, origins3, nk, k_axis, wts, red, acc, region0, batch_size,
+    bar=None, pipelined=True,
+):  # fmt: skip
+    """Overlap-add ``func``'s outputs for the patches at ``origins3`` into ``acc``.
+
+    The batch counterpart of :func:`_engine.run_accumulate`, with its meaning: ``src``
+    is the read-only C-contiguous ``(D, H, W, C)`` source, ``origins3`` the patch
+    origins per axis in ``src``'s frame (their product, in C order, is the patch list);
+    ``acc`` (``(D, H, W * nk)``, holding the reduction's identity) covers the region
+    starting at ``region0`` of that frame and contributions outside it are dropped.
+    ``grid`` gives the patch shape, channels and window; ``wts`` is
+    :func:`batch_weights`; ``red`` a reduction name. Not normalised.
+    """
+    in_tail, out_tail, hint = _tails(grid, nk, k_axis)
+    pd, ph, pw = E.canonical3(grid.patch_shape, 1)
+    od, oh, ow = origins3
+    n_total = len(od) * len(oh) * len(ow)
+    nc = src.shape[3]
+    weighted = grid.window_array is not None
+    code = _RED_CODES[red]
+    bs = min(batch_size, n_total)
+    slots = np.empty((2 if pipelined else 1, bs, pd, ph, pw * nc), dtype=acc.dtype)
+    limits = (acc.shape[0], acc.shape[1])
+
+    def gather(g0, n, slot, serial):
+        kern = K.gather_batch_serial if serial else K.gather_batch
+        kern(src, od, oh, ow, g0, n, slots[slot])
+
+    def call(n, slot):
+        batch = slots[slot, :n].reshape((n, *in_tail))
+        return _as_result(func(batch), (n, *out_tail), hint)
+
+    def consume(g0, n, result, serial):
+        outs = np.ascontiguousarray(result, dtype=acc.dtype).reshape((n, pd, ph, pw * nk))
+        rows = _rows(g0, n, od, oh, len(ow), pd, ph, region0, limits)
+        kern = K.scatter_batch_serial if serial else K.scatter_batch
+        kern(outs, wts, weighted, code, od, oh, ow, g0, pw, nk, region0, rows, acc)
+
+    _pipeline(n_total, bs, gather, call, consume, bar, pipelined)
+
+
+def map_values(
+    src, func, grid: PatchGrid, origins3, acc_dtype, res, batch_size, bar=None, pipelined=True
+):  # fmt: skip
+    """Fill the flat ``res`` with ``func``'s value for each patch at ``origins3``
+    (``src``'s frame, C order), batches in ``acc_dtype``. The batch counterpart of
+    :func:`_engine.run_map`."""
+    nc = grid.n_channels
+    in_tail = grid.patch_shape + ((nc,) if grid.channel_axis is not None else ())
+    pd, ph, pw = E.canonical3(grid.patch_shape, 1)
+    od, oh, ow = origins3
+    bs = min(batch_size, res.size)
+    slots = np.empty((2 if pipelined else 1, bs, pd, ph, pw * src.shape[3]), dtype=acc_dtype)
+
+    def gather(g0, n, slot, serial):
+        kern = K.gather_batch_serial if serial else K.gather_batch
+        kern(src, od, oh, ow, g0, n, slots[slot])
+
+    def call(n, slot):
+        batch = slots[slot, :n].reshape((n, *in_tail))
+        return _as_result(func(batch), (n,), "one value per patch")
+
+    def consume(g0, n, values, serial):
+        res[g0 : g0 + n] = values
+
+    _pipeline(res.size, bs, gather, call, consume, bar, pipelined)
 
 
 # --- public API ---------------------------------------------------------------------
@@ -180,9 +286,12 @@ def process_batches(
 
     Parameters
     ----------
-    image : array_like
+    image : array_like or dask.array.Array
         1-D, 2-D or 3-D image, optionally with one channel axis (see
-        :func:`process_image`). Never modified.
+        :func:`process_image`). Never modified. A dask array gives a lazy dask array
+        (see :func:`patchjit.dask.process_batches`): ``func`` then runs in dask's worker
+        threads, several at once under the threaded scheduler, so it must be
+        thread-safe (or compute with ``scheduler="synchronous"``).
     func : callable
         ``func(batch) -> array``. ``batch`` is a C-contiguous float array of shape
         ``(n, *patch_shape)``, or ``(n, *patch_shape, C)`` with channels (channels
@@ -214,8 +323,10 @@ def process_batches(
 
     Returns
     -------
-    numpy.ndarray
-        The merged image: the image's shape, or with ``out_channels`` channels.
+    numpy.ndarray or dask.array.Array
+        The merged image: the image's shape, or with ``out_channels`` channels. Lazy,
+        with the image's chunks, for a dask array (``out`` and ``progress`` are then
+        refused).
 
     Raises
     ------
@@ -261,6 +372,8 @@ def process_batches(
     >>> grey.shape, bool(np.allclose(grey[..., 0], rgb.mean(axis=-1)))
     ((32, 32, 1), True)
     """
+    if _is_dask(image):
+        return _on_dask("process_batches", locals())
     img = as_image(image)
     grid = PatchGrid(
         img.shape, patch_shape, step, edge, overlap=overlap, channel_axis=channel_axis,
@@ -277,45 +390,16 @@ def process_batches(
     out_dtype = _output_dtype(dtype, acc_dtype, out)
     _check_out(out, result_shape, img)
     src = _source4(img, grid, pad_mode, pad_value)
-
-    nc = grid.n_channels
-    in_tail = grid.patch_shape + ((nc,) if grid.channel_axis is not None else ())
-    out_tail = grid.patch_shape + ((nk,) if k_axis else ())
-    hint = "(n, *patch_shape, K) with K output channels" if k_axis else "(n, *patch_shape)"
-    patch3 = E.canonical3(grid.patch_shape, 1)
-    pd, ph, pw = patch3
-    od, oh, ow = E.canonical3(grid.origins, np.zeros(1, dtype=np.int64))
-    region0 = tuple(int(b) for b, _ in E.canonical3(grid.pad_width, (0, 0)))
     sp = E.canonical3(grid.spatial_shape, 1)
     init = 0.0 if red in ("mean", "sum") else (-np.inf if red == "max" else np.inf)
-    code = _RED_CODES[red]
-    if grid.window_array is not None:
-        w = grid.window_array.reshape(patch3)
-        wts = np.ascontiguousarray(np.repeat(w, nk, axis=2), dtype=acc_dtype)
-    else:
-        wts = np.ones((1, 1, 1), dtype=acc_dtype)
-    weighted = grid.window_array is not None
-    bs = min(batch_size, grid.n_patches)
-    slots = np.empty((2, bs, pd, ph, pw * nc), dtype=acc_dtype)
     acc = np.full((sp[0], sp[1], sp[2] * nk), init, dtype=acc_dtype)
-    limits = (sp[0], sp[1])
-
-    def gather(g0, n, slot, serial):
-        kern = K.gather_batch_serial if serial else K.gather_batch
-        kern(src, od, oh, ow, g0, n, slots[slot])
-
-    def call(n, slot):
-        batch = slots[slot, :n].reshape((n, *in_tail))
-        return _as_result(func(batch), (n, *out_tail), hint)
-
-    def consume(g0, n, result, serial):
-        outs = np.ascontiguousarray(result, dtype=acc_dtype).reshape((n, pd, ph, pw * nk))
-        rows = _rows(g0, n, od, oh, len(ow), pd, ph, region0, limits)
-        kern = K.scatter_batch_serial if serial else K.scatter_batch
-        kern(outs, wts, weighted, code, od, oh, ow, g0, pw, nk, region0, rows, acc)
-
+    origins3 = E.canonical3(grid.origins, np.zeros(1, dtype=np.int64))
+    region0 = tuple(int(b) for b, _ in E.canonical3(grid.pad_width, (0, 0)))
+    wts = batch_weights(grid, nk, acc_dtype)
     with _running(threads, progress, grid.n_patches) as bar:
-        _pipeline(grid.n_patches, bs, gather, call, consume, bar)
+        accumulate_batches(
+            src, func, grid, origins3, nk, k_axis, wts, red, acc, region0, batch_size, bar
+        )
         _normalise(acc, grid, nk, red, E.serial_wanted())
     result = acc.reshape((*grid.spatial_shape, nk))
     if not k_axis:
@@ -323,6 +407,11 @@ def process_batches(
     elif grid.channel_axis is not None:
         result = np.moveaxis(result, -1, grid.channel_axis)
     return to_dtype(result, out_dtype, out)
+
+
+def _values_dtype(acc_dtype, out_dtype):
+    """As map_patches: float64 storage for integer and float64 outputs."""
+    return np.float64 if out_dtype.kind in "iu" else np.result_type(acc_dtype, out_dtype)
 
 
 def _rows(g0, n, od, oh, gw, pd, ph, region0, limits):
@@ -361,8 +450,11 @@ def map_batches(
 
     Parameters
     ----------
-    image : array_like
-        1-D, 2-D or 3-D image, optionally with channels (see :func:`map_patches`).
+    image : array_like or dask.array.Array
+        1-D, 2-D or 3-D image, optionally with channels (see :func:`map_patches`). A
+        dask array gives a lazy dask array, bitwise equal to the in-memory result (see
+        :func:`patchjit.dask.map_batches`); ``func`` must then be thread-safe under
+        dask's threaded scheduler.
     func : callable
         ``func(batch) -> values``: ``batch`` as in :func:`process_batches` (a reused,
         C-contiguous float array ``(n, *patch_shape[, C])``); ``values`` anything
@@ -377,8 +469,9 @@ def map_batches(
 
     Returns
     -------
-    numpy.ndarray
-        Array of the grid's shape (``PatchGrid(...).grid_shape``).
+    numpy.ndarray or dask.array.Array
+        Array of the grid's shape (``PatchGrid(...).grid_shape``); lazy for a dask
+        array.
 
     Raises
     ------
@@ -394,6 +487,8 @@ def map_batches(
            [5., 5., 5.],
            [5., 5., 5.]])
     """
+    if _is_dask(image):
+        return _on_dask("map_batches", locals())
     img = as_image(image)
     grid = PatchGrid(
         img.shape, patch_shape, step, edge, overlap=overlap, channel_axis=channel_axis,
@@ -406,27 +501,8 @@ def map_batches(
     acc_dtype = E.accumulation_dtype(img.dtype)
     out_dtype = _output_dtype(dtype, acc_dtype, None)
     src = _source4(img, grid, pad_mode, pad_value)
-    nc = grid.n_channels
-    in_tail = grid.patch_shape + ((nc,) if grid.channel_axis is not None else ())
-    pd, ph, pw = E.canonical3(grid.patch_shape, 1)
-    od, oh, ow = E.canonical3(grid.origins, np.zeros(1, dtype=np.int64))
-    # As map_patches: float64 storage for integer and float64 outputs.
-    res_dtype = np.float64 if out_dtype.kind in "iu" else np.result_type(acc_dtype, out_dtype)
-    res = np.empty(grid.n_patches, dtype=res_dtype)
-    bs = min(batch_size, grid.n_patches)
-    slots = np.empty((2, bs, pd, ph, pw * nc), dtype=acc_dtype)
-
-    def gather(g0, n, slot, serial):
-        kern = K.gather_batch_serial if serial else K.gather_batch
-        kern(src, od, oh, ow, g0, n, slots[slot])
-
-    def call(n, slot):
-        batch = slots[slot, :n].reshape((n, *in_tail))
-        return _as_result(func(batch), (n,), "one value per patch")
-
-    def consume(g0, n, values, serial):
-        res[g0 : g0 + n] = values
-
+    origins3 = E.canonical3(grid.origins, np.zeros(1, dtype=np.int64))
+    res = np.empty(grid.n_patches, dtype=_values_dtype(acc_dtype, out_dtype))
     with _running(threads, progress, grid.n_patches) as bar:
-        _pipeline(grid.n_patches, bs, gather, call, consume, bar)
+        map_values(src, func, grid, origins3, acc_dtype, res, batch_size, bar)
     return to_dtype(res.reshape(grid.grid_shape), out_dtype)

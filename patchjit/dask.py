@@ -1,8 +1,9 @@
 """Scale-out: lazy dask arrays in, lazy dask arrays out; TIFF and zarr larger than memory.
 
-:func:`patchjit.process_image`, :func:`patchjit.map_patches` and
-:func:`patchjit.unpatchify` hand a :class:`dask.array.Array` to the functions of the same
-name here. Scheme (one task per output chunk, built from dask primitives only):
+:func:`patchjit.process_image`, :func:`patchjit.map_patches`,
+:func:`patchjit.unpatchify`, :func:`patchjit.process_batches` and
+:func:`patchjit.map_batches` hand a :class:`dask.array.Array` to the functions of the
+same name here. Scheme (one task per output chunk, built from dask primitives only):
 
 1. Channels are moved last and rechunked to one chunk; ``edge="pad"`` pads the whole
    array once with :func:`dask.array.pad`, and the padding is merged into the first and
@@ -22,12 +23,14 @@ the result is split back, so the output always has the input's chunks.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import threading
 
 import numpy as np
 
+from . import _batches as B
 from . import _engine as E
 from . import _kernels as K
 from ._callback import check_args, resolve
@@ -45,7 +48,9 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra onl
 __all__ = [
     "chunks_for_budget",
     "from_tiff",
+    "map_batches",
     "map_patches",
+    "process_batches",
     "process_file",
     "process_image",
     "to_tiff",
@@ -174,36 +179,6 @@ def _src4(region, k):
     return _read_only(v.reshape((1,) * (3 - k) + v.shape))
 
 
-def _block_coverage_full(grid, cores):
-    """Coverage of a non-separable window on one core box (original frame), closed form.
-
-    The same construction as :meth:`PatchGrid.coverage`, on the core plus the
-    ``patch - 1`` pixels before it that reach into it.
-    """
-    k, w = grid.ndim, grid.window_array
-    ind, spans = [], []
-    for a, (c0, c1) in enumerate(cores):
-        p, b = grid.patch_shape[a], grid.pad_width[a][0]
-        lo, hi = c0 + b - (p - 1), c1 + b
-        v = np.zeros(hi - lo)
-        o = grid.origins[a]
-        o = o[(o >= lo) & (o < hi)]
-        v[o - lo] = 1.0
-        ind.append(v)
-        spans.append(hi - lo)
-    cov = np.zeros(spans)
-    last = k - 1
-    for lead in np.ndindex(*grid.patch_shape[:-1]):
-        vec = np.convolve(ind[last], w[lead])[: spans[last]]
-        term = None
-        for a, j in enumerate(lead):
-            shifted = np.zeros_like(ind[a])
-            shifted[j:] = ind[a][: len(ind[a]) - j]
-            term = shifted if term is None else np.multiply.outer(term, shifted)
-        cov += vec if term is None else np.multiply.outer(term, vec)
-    return cov[tuple(slice(p - 1, None) for p in grid.patch_shape)]
-
-
 def _check_threads(threads):
     threads = 1 if threads is None else threads
     return resolve_threads(threads)
@@ -228,7 +203,7 @@ def _no_out(out, progress):
 def process_image(
     image, func, patch_shape, step=None, *, overlap=None, args=(), edge="cover", dtype=None,
     threads=None, channel_axis=None, window=None, sigma=None, reduce="mean",
-    pad_mode="reflect", pad_value=0, out=None, progress=False,
+    pad_mode="reflect", pad_value=0, out=None, progress=False, out_channels=None,
 ):  # fmt: skip
     """Lazy :func:`patchjit.process_image` of a dask array, exact across chunks.
 
@@ -263,7 +238,7 @@ def process_image(
     >>> bool(np.allclose(lazy.compute(), patchjit.process_image(image, double, 5, 2)))
     True
     """
-    from .api import _check_merge_geometry, _check_pad, _output_dtype
+    from .api import _check_merge_geometry, _check_pad, _check_window, _output_dtype
 
     _no_out(out, progress)
     _check_array(image)
@@ -276,11 +251,47 @@ def process_image(
     threads = _check_threads(threads)
     func = resolve(func)
     args = check_args(args)
+    _, nco, keep_c = _out_layout(image.shape, grid, out_channels)
     acc_dtype = E.accumulation_dtype(np.float32 if image.dtype == np.float16 else image.dtype)
+    _check_window(grid, acc_dtype)
     out_dtype = _output_dtype(dtype, acc_dtype, None)
-    k, nc, has_c = grid.ndim, grid.n_channels, grid.channel_axis is not None
+    has_c = grid.channel_axis is not None
+    take, _ = K.VIEWS[(grid.ndim, has_c)]
+    _, oview = K.VIEWS[(grid.ndim, has_c or out_channels is not None)]
 
+    def make(tables, norm):
+        return _ProcessTask(
+            grid, tables, norm, func, args, take, oview, red, nco, acc_dtype, out_dtype, threads
+        )
+
+    name = "patchjit-process-" + _token(
+        image, grid, func, args, red, nco, out_dtype, threads, pad_mode, pad_value
+    )
+    return _merge_graph(image, grid, pad_mode, pad_value, make, nco, keep_c, out_dtype, name)
+
+
+def _out_layout(shape, grid, out_channels):
+    """``(result shape, output channels, channel axis kept)`` as in memory."""
+    from .api import _result_shape
+
+    result_shape = _result_shape(shape, grid, out_channels)
+    if out_channels is None:
+        return result_shape, grid.n_channels, grid.channel_axis is not None
+    return result_shape, int(out_channels), True
+
+
+def _merge_graph(image, grid, pad_mode, pad_value, make_task, nco, keep_c, out_dtype, name):
+    """The overlap-add graph shared by :func:`process_image` and ``process_batches``.
+
+    ``make_task(tables, norm)`` returns the per-chunk callable (a :class:`_ProcessTask`)
+    that gets the padded, channels-last input region (always with a channel axis) and
+    returns its core as ``(*core, nco)``. ``keep_c`` False drops the channel axis of
+    the result (an image without channels and no ``out_channels``).
+    """
+    k, nc, has_c = grid.ndim, grid.n_channels, grid.channel_axis is not None
     x = _channels_last(image, grid.channel_axis)
+    if not has_c:
+        x = x[..., None]
     user_chunks = x.chunks[:k]
     x = _pad(x, grid, pad_mode, pad_value)
     depth = [p - 1 for p in grid.patch_shape]
@@ -291,7 +302,7 @@ def process_image(
         padded.append(pc)
         cores.append(cc)
         regions.append(_overlap_regions(pc, depth[a], grid.padded_shape[a]))
-    x = x.rechunk(tuple(padded) + ((nc,) if has_c else ()))
+    x = x.rechunk((*padded, (nc,)))
 
     # Per axis and chunk index: core (original frame), patch range, region start,
     # coverage slice. Small tables, computed once here and shipped with the task.
@@ -304,27 +315,47 @@ def process_image(
             rng = _axis_range(grid, a, int(c0), int(c1))
             rows.append((int(c0), int(c1), rng, regions[a][i][0], cov[c0:c1]))
         tables.append(rows)
-
-    weights3 = None
-    if grid.window_array is not None:
-        w = grid.window_array.reshape(E.canonical3(grid.patch_shape, 1))
-        weights3 = np.ascontiguousarray(np.repeat(w, nc, axis=2), dtype=acc_dtype)
-    take, oview = K.VIEWS[(k, has_c)]
-    task = _ProcessTask(
-        grid, tables, func, args, take, oview, weights3, red, acc_dtype, out_dtype, threads
-    )
-    out_chunks = tuple(cores) + (((nc,),) if has_c else ())
-    depth_map = {a: depth[a] for a in range(k)}
+    task = make_task(tables, _Normaliser(grid))
     res = da.map_overlap(
-        task, x, depth=depth_map, boundary="none", trim=False, allow_rechunk=False,
-        chunks=out_chunks, dtype=out_dtype, meta=np.empty((0,) * x.ndim, out_dtype),
-        name="patchjit-process-" + _token(x, grid, func, args, red, out_dtype, threads),
+        task, x, depth={a: depth[a] for a in range(k)}, boundary="none", trim=False,
+        allow_rechunk=False, chunks=(*cores, (nco,)), dtype=out_dtype,
+        meta=np.empty((0,) * (k + 1), out_dtype), name=name,
     )  # fmt: skip
     if tuple(cores) != tuple(user_chunks):
-        res = res.rechunk(tuple(user_chunks) + (((nc,),) if has_c else ()))
+        res = res.rechunk((*user_chunks, (nco,)))
+    if not keep_c:
+        return res[..., 0]
     if has_c:
         res = da.moveaxis(res, -1, grid.channel_axis)
     return res
+
+
+class _Normaliser:
+    """Divide a core's accumulator by the global coverage sliced to the core.
+
+    The same kernels and inputs as in memory (``api._normalise``), the separable
+    coverage vectors or the non-separable window's profiles shifted to the core's
+    start, so the coverage of every pixel is the in-memory one bit for bit.
+    """
+
+    def __init__(self, grid):
+        from .api import _window_profiles
+
+        self.full = grid.window_array is not None and grid.window_vectors is None
+        self.profiles = _window_profiles(grid) if self.full else None
+
+    def __call__(self, acc, rows, nco, divide):
+        serial = E.serial_wanted()
+        if self.full:
+            ind, vecs, pads = self.profiles
+            starts = E.canonical3([r[0] for r in rows], 0)
+            pads = tuple(int(p + s) for p, s in zip(pads, starts))
+            fin = K.finalize_window_serial if serial else K.finalize_window
+            fin(acc, ind[0], ind[1], vecs, pads, nco, divide)
+        else:
+            vecs = E.canonical3([r[4] for r in rows], np.ones(1))
+            fin = K.finalize_serial if serial else K.finalize
+            fin(acc, *vecs, nco, divide)
 
 
 def _axis_range(grid, axis, c0, c1):
@@ -347,45 +378,53 @@ def _token(*parts):
 
 
 class _ProcessTask:
-    """One output chunk of :func:`process_image` (picklable for distributed workers)."""
+    """One output chunk of :func:`process_image` (picklable for distributed workers).
 
-    def __init__(self, grid, tables, func, args, take, oview, w3, red, acc_dt, out_dt, threads):
-        self.grid, self.tables, self.func, self.args = grid, tables, func, args
-        self.take, self.oview, self.w3, self.red = take, oview, w3, red
+    Returns the chunk's core as ``(*core, nco)``, or ``(*core)`` when ``squeeze``.
+    Subclasses change the source (``_source``) or the accumulation (``_accumulate``).
+    """
+
+    squeeze = False
+
+    def __init__(self, grid, tables, norm, func, args, take, oview, red, nco, acc_dt, out_dt,
+                 threads):  # fmt: skip
+        self.grid, self.tables, self.norm, self.func, self.args = grid, tables, norm, func, args
+        self.take, self.oview, self.red, self.nco = take, oview, red, nco
         self.acc_dtype, self.out_dtype, self.threads = acc_dt, out_dt, threads
+        self.w3 = None
+        if grid.window_array is not None:
+            w = grid.window_array.reshape(E.canonical3(grid.patch_shape, 1))
+            self.w3 = np.ascontiguousarray(np.repeat(w, nco, axis=2), dtype=acc_dt)
 
     def __call__(self, region, block_id=None):
-        g, k = self.grid, self.grid.ndim
-        nc = g.n_channels
-        rows = [self.tables[a][block_id[a]] for a in range(k)]
-        acc_dtype = self.acc_dtype
+        rows = [self.tables[a][block_id[a]] for a in range(self.grid.ndim)]
         core = [r[1] - r[0] for r in rows]
         sp = E.canonical3(core, 1)
         init = 0.0 if self.red in ("mean", "sum") else (-np.inf if self.red == "max" else np.inf)
-        acc = np.full((sp[0], sp[1], sp[2] * nc), init, dtype=acc_dtype)
+        acc = np.full((sp[0], sp[1], sp[2] * self.nco), init, dtype=self.acc_dtype)
         if all(r[2][1] > r[2][0] for r in rows):
             src, origins, region0 = self._source(region, rows)
-            E.prepare_process_callback(self.func, self.take, self.oview, src, acc_dtype, self.args)
-            with _Launch(), E.thread_limit(self.threads):
-                E.run_accumulate(
-                    src, self.take, self.oview, self.func, self.args,
-                    E.canonical3(origins, np.zeros(1, dtype=np.int64)),
-                    E.canonical3(g.patch_shape, 1), nc, self.w3,
-                    {"mean": K.SUM, "sum": K.SUM, "max": K.MAX, "min": K.MIN}[self.red],
-                    acc, tuple(int(v) for v in E.canonical3(region0, 0)),
-                )  # fmt: skip
-        vecs = E.canonical3([r[4] for r in rows], np.ones(1))
-        full = g.window_array is not None and g.window_vectors is None
-        if full:
-            cov = _block_coverage_full(g, [(r[0], r[1]) for r in rows]).reshape(sp)
-        else:
-            cov = np.ones((1, 1, 1))
+            origins3 = E.canonical3(origins, np.zeros(1, dtype=np.int64))
+            region0 = tuple(int(v) for v in E.canonical3(region0, 0))
+            self._accumulate(src, origins3, acc, region0)
         with _Launch(), E.thread_limit(self.threads):
-            K.finalize(acc, *vecs, cov, full, nc, self.red == "mean")
-        result = acc.reshape((*core, nc))
-        if g.channel_axis is None:
+            self.norm(acc, rows, self.nco, self.red == "mean")
+        result = acc.reshape((*core, self.nco))
+        if self.squeeze:
             result = result[..., 0]
         return to_dtype(result, self.out_dtype)
+
+    def _accumulate(self, src, origins3, acc, region0):
+        """Overlap-add the patches at ``origins3`` (``src``'s frame) into ``acc``."""
+        g = self.grid
+        E.prepare_process_callback(self.func, self.take, self.oview, src, self.acc_dtype, self.args)
+        with _Launch(), E.thread_limit(self.threads):
+            E.run_accumulate(
+                src, self.take, self.oview, self.func, self.args, origins3,
+                E.canonical3(g.patch_shape, 1), g.n_channels, self.w3,
+                {"mean": K.SUM, "sum": K.SUM, "max": K.MAX, "min": K.MIN}[self.red],
+                acc, region0, nc_out=self.nco,
+            )  # fmt: skip
 
     def _source(self, region, rows):
         """The engine's source, patch origins in its frame and the core's start there."""
@@ -437,8 +476,23 @@ def map_patches(
     acc_dtype = E.accumulation_dtype(np.float32 if image.dtype == np.float16 else image.dtype)
     out_dtype = _output_dtype(dtype, acc_dtype, None)
     res_dtype = np.float64 if out_dtype.kind in "iu" else np.result_type(acc_dtype, out_dtype)
-    k, nc, has_c = grid.ndim, grid.n_channels, grid.channel_axis is not None
+    take, _ = K.VIEWS[(grid.ndim, grid.channel_axis is not None)]
 
+    def make(tables):
+        return _MapTask(grid, tables, func, args, take, res_dtype, out_dtype, threads)
+
+    name = "patchjit-map-" + _token(
+        image, grid, func, args, out_dtype, threads, pad_mode, pad_value
+    )
+    return _map_graph(image, grid, pad_mode, pad_value, make, out_dtype, name)
+
+
+def _map_graph(image, grid, pad_mode, pad_value, make_task, out_dtype, name):
+    """The one-value-per-patch graph shared by :func:`map_patches` and ``map_batches``.
+
+    ``make_task(tables)`` returns the per-chunk callable (a :class:`_MapTask`).
+    """
+    k, nc, has_c = grid.ndim, grid.n_channels, grid.channel_axis is not None
     x = _channels_last(image, grid.channel_axis)
     user_chunks = x.chunks[:k]
     x = _pad(x, grid, pad_mode, pad_value)
@@ -457,13 +511,11 @@ def map_patches(
         pairs = enumerate(itertools.pairwise(bounds))
         tables.append([((int(i0), int(i1)), regions[j][0]) for j, (i0, i1) in pairs])
     x = x.rechunk(tuple(padded) + ((nc,) if has_c else ()))
-    take, _ = K.VIEWS[(k, has_c)]
-    task = _MapTask(grid, tables, func, args, take, res_dtype, out_dtype, threads)
     return da.map_overlap(
-        task, x, depth={a: depth[a] for a in range(k)}, boundary="none", trim=False,
-        allow_rechunk=False, chunks=tuple(gchunks), drop_axis=[k] if has_c else [],
-        dtype=out_dtype, meta=np.empty((0,) * k, out_dtype),
-        name="patchjit-map-" + _token(x, grid, func, args, out_dtype, threads),
+        make_task(tables), x, depth={a: depth[a] for a in range(k)}, boundary="none",
+        trim=False, allow_rechunk=False, chunks=tuple(gchunks),
+        drop_axis=[k] if has_c else [], dtype=out_dtype, meta=np.empty((0,) * k, out_dtype),
+        name=name,
     )  # fmt: skip
 
 
@@ -482,14 +534,186 @@ class _MapTask:
         if res.size:
             src = _src4(region, k)
             origins = [g.origins[a][slice(*rows[a][0])] - rows[a][1] for a in range(k)]
-            E.prepare_map_callback(self.func, self.take, src, self.args)
-            with _Launch(), E.thread_limit(self.threads):
-                E.run_map(
-                    src, self.take, self.func, self.args,
-                    E.canonical3(origins, np.zeros(1, dtype=np.int64)),
-                    E.canonical3(g.patch_shape, 1), res,
-                )  # fmt: skip
+            self._run(src, E.canonical3(origins, np.zeros(1, dtype=np.int64)), res)
         return to_dtype(res.reshape(shape), self.out_dtype)
+
+    def _run(self, src, origins3, res):
+        """One value per patch at ``origins3`` (``src``'s frame) into ``res``."""
+        E.prepare_map_callback(self.func, self.take, src, self.args)
+        with _Launch(), E.thread_limit(self.threads):
+            E.run_map(
+                src, self.take, self.func, self.args, origins3,
+                E.canonical3(self.grid.patch_shape, 1), res,
+            )  # fmt: skip
+
+
+# --- process_batches and map_batches -------------------------------------------------
+
+
+def _batch_launch(threads):
+    """Serialise launches only when the task may run numba's parallel kernels: with
+    ``threads=1`` it runs the serial ones, and ``func`` must not hold a global lock."""
+    return contextlib.nullcontext() if threads == 1 else _Launch()
+
+
+def process_batches(
+    image, func, patch_shape, step=None, *, overlap=None, batch_size=B.DEFAULT_BATCH_SIZE,
+    out_channels=None, edge="cover", dtype=None, threads=None, channel_axis=None,
+    window=None, sigma=None, reduce="mean", pad_mode="reflect", pad_value=0, out=None,
+    progress=False,
+):  # fmt: skip
+    """Lazy :func:`patchjit.process_batches` of a dask array, exact across chunks.
+
+    Called by :func:`patchjit.process_batches` when ``image`` is a
+    :class:`dask.array.Array`. Same scheme as :func:`process_image`: each task gathers
+    the patches of the global grid that touch its chunk into batches, calls ``func``
+    on them and merges the outputs into its chunk only. The parameters mean the same,
+    except:
+
+    - ``func`` runs inside dask tasks, so under the threaded scheduler (dask's
+      default) it is called from several worker threads at once: it must be
+      thread-safe (NumPy, scikit-image and a torch model in ``inference_mode`` are).
+      Otherwise compute with ``scheduler="synchronous"`` or ``"processes"`` (then
+      ``func`` must pickle). A batch never mixes patches of two chunks, so batches are
+      smaller near chunk borders, and patches that straddle chunks are computed once
+      per chunk they touch.
+    - ``threads``: numba threads for the gather and merge inside each task, default 1
+      (the serial kernels; dask supplies the parallelism). No background thread: each
+      task gathers, calls ``func`` and merges one batch after the other.
+    - ``out`` and ``progress`` are not supported.
+
+    Returns
+    -------
+    dask.array.Array
+        Lazy result with the image's chunks (the channel axis in one chunk, and
+        ``out_channels`` channels where given). Equal to the in-memory result: ``max``,
+        ``min`` and single-patch pixels bit for bit, ``mean``/``sum`` to float rounding
+        (each pixel adds the same terms in the same patch order, so in practice they
+        agree bit for bit as well, as long as ``func``'s output for a patch does not
+        depend on the rest of its batch).
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da, patchjit
+    >>> image = np.random.default_rng(0).random((50, 40), dtype=np.float32)
+    >>> def remove_mean(batch):
+    ...     return batch - batch.mean(axis=(1, 2), keepdims=True)
+    >>> lazy = patchjit.process_batches(da.from_array(image, chunks=17), remove_mean, 8, 4)
+    >>> lazy.chunks
+    ((17, 17, 16), (17, 17, 6))
+    >>> want = patchjit.process_batches(image, remove_mean, 8, 4)
+    >>> bool(np.allclose(lazy.compute(scheduler="threads"), want))
+    True
+    """
+    from .api import _check_merge_geometry, _check_pad, _check_window, _output_dtype
+
+    _no_out(out, progress)
+    _check_array(image)
+    grid = PatchGrid(
+        image.shape, patch_shape, step, edge, overlap=overlap, channel_axis=channel_axis,
+        window=window, sigma=sigma,
+    )  # fmt: skip
+    red = _check_merge_geometry(grid, reduce)
+    _check_pad(grid, image.dtype, pad_mode, pad_value)
+    B._check_func(func)
+    batch_size = B._check_batch_size(batch_size)
+    threads = _check_threads(threads)
+    _, nk, k_axis = _out_layout(image.shape, grid, out_channels)
+    acc_dtype = E.accumulation_dtype(np.float32 if image.dtype == np.float16 else image.dtype)
+    _check_window(grid, acc_dtype)
+    out_dtype = _output_dtype(dtype, acc_dtype, None)
+
+    def make(tables, norm):
+        return _BatchTask(
+            grid, tables, norm, func, red, nk, k_axis, batch_size, acc_dtype, out_dtype, threads
+        )
+
+    name = "patchjit-batches-" + _token(
+        image, grid, func, red, nk, batch_size, out_dtype, threads, pad_mode, pad_value
+    )
+    return _merge_graph(image, grid, pad_mode, pad_value, make, nk, k_axis, out_dtype, name)
+
+
+class _BatchTask(_ProcessTask):
+    """One output chunk of :func:`process_batches`: the batch pipeline on its patches."""
+
+    def __init__(self, grid, tables, norm, func, red, nk, k_axis, batch_size, acc_dtype,
+                 out_dtype, threads):  # fmt: skip
+        super().__init__(
+            grid, tables, norm, func, (), None, None, red, nk, acc_dtype, out_dtype, threads
+        )
+        self.k_axis, self.batch_size = k_axis, batch_size
+        self.wts = B.batch_weights(grid, nk, acc_dtype)
+
+    def _accumulate(self, src, origins3, acc, region0):
+        with _batch_launch(self.threads), E.thread_limit(self.threads):
+            B.accumulate_batches(
+                src, self.func, self.grid, origins3, self.nco, self.k_axis, self.wts,
+                self.red, acc, region0, self.batch_size, pipelined=False,
+            )  # fmt: skip
+
+
+def map_batches(
+    image, func, patch_shape, step=None, *, overlap=None, batch_size=B.DEFAULT_BATCH_SIZE,
+    edge="valid", dtype=None, threads=None, channel_axis=None, pad_mode="reflect",
+    pad_value=0, progress=False,
+):  # fmt: skip
+    """Lazy :func:`patchjit.map_batches` of a dask array; bitwise equal to in memory.
+
+    Called by :func:`patchjit.map_batches` for a :class:`dask.array.Array`. Chunks as
+    in :func:`map_patches`; ``func`` and ``threads`` as in :func:`process_batches`
+    (``func`` must be thread-safe under dask's threaded scheduler).
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da, patchjit
+    >>> image = da.from_array(np.arange(64.0).reshape(8, 8), chunks=4)
+    >>> lazy = patchjit.map_batches(image, lambda b: b.max(axis=(1, 2)) - b.min(axis=(1, 2)),
+    ...                             3, edge="pad", pad_mode="edge")
+    >>> lazy.chunks
+    ((4, 4), (4, 4))
+    >>> float(lazy[4, 4].compute())
+    18.0
+    """
+    from .api import _check_pad, _output_dtype
+
+    _no_out(None, progress)
+    _check_array(image)
+    grid = PatchGrid(
+        image.shape, patch_shape, step, edge, overlap=overlap, channel_axis=channel_axis,
+        centered=True,
+    )  # fmt: skip
+    _check_pad(grid, image.dtype, pad_mode, pad_value)
+    B._check_func(func)
+    batch_size = B._check_batch_size(batch_size)
+    threads = _check_threads(threads)
+    acc_dtype = E.accumulation_dtype(np.float32 if image.dtype == np.float16 else image.dtype)
+    out_dtype = _output_dtype(dtype, acc_dtype, None)
+    res_dtype = B._values_dtype(acc_dtype, out_dtype)
+
+    def make(tables):
+        return _MapBatchTask(grid, tables, func, batch_size, acc_dtype, res_dtype, out_dtype,
+                             threads)  # fmt: skip
+
+    name = "patchjit-map-batches-" + _token(
+        image, grid, func, batch_size, out_dtype, threads, pad_mode, pad_value
+    )
+    return _map_graph(image, grid, pad_mode, pad_value, make, out_dtype, name)
+
+
+class _MapBatchTask(_MapTask):
+    """One output chunk of :func:`map_batches`."""
+
+    def __init__(self, grid, tables, func, batch_size, acc_dtype, res_dtype, out_dtype, threads):
+        super().__init__(grid, tables, func, (), None, res_dtype, out_dtype, threads)
+        self.batch_size, self.acc_dtype = batch_size, acc_dtype
+
+    def _run(self, src, origins3, res):
+        with _batch_launch(self.threads), E.thread_limit(self.threads):
+            B.map_values(
+                src, self.func, self.grid, origins3, self.acc_dtype, res.reshape(-1),
+                self.batch_size, pipelined=False,
+            )  # fmt: skip
 
 
 # --- unpatchify ----------------------------------------------------------------------
@@ -518,46 +742,24 @@ def unpatchify(
     >>> bool(np.allclose(lazy.compute(), image))
     True
     """
-    from .api import _check_merge_geometry, _output_dtype
+    from .api import _check_merge_geometry, _check_window, _output_dtype, _patches_layout
 
     _no_out(out, progress)
     _check_array(patches, "patches")
     image_shape = tuple(int(n) for n in image_shape)
-    m, nd = len(image_shape), patches.ndim
-    if channel_axis is not None:
-        n_spatial = m - 1
-        grid_form = nd == 2 * n_spatial + 1
-        ok = grid_form or nd == n_spatial + 2
-    else:
-        grid_form, n_spatial, ok = nd == 2 * m, m, nd in (2 * m, m + 1)
-        if not ok and nd == 2 * m - 1 and m >= 3:
-            grid_form, n_spatial, channel_axis, ok = True, m - 1, m - 1, True
-    if not ok:
-        raise ValueError(
-            f"patches with {nd} axes do not match image_shape {image_shape}; expected the "
-            f"grid form (*grid_shape, *patch_shape[, C]) or (n_patches, *patch_shape[, C]); "
-            f"for channels pass channel_axis"
-        )
-    k, has_c = n_spatial, channel_axis is not None
-    lead = k if grid_form else 1
-    grid = PatchGrid(
-        image_shape, patches.shape[lead : lead + k], step, edge, overlap=overlap,
-        channel_axis=channel_axis, window=window, sigma=sigma,
-    )  # fmt: skip
     if edge == "pad":
         raise ValueError("unpatchify takes edge='cover' or 'valid'; 'pad' needs the image")
+    # the in-memory reading of the patches' layout (edge=None: "cover" if it fits)
+    grid = _patches_layout(
+        patches.shape, image_shape, step, overlap, edge, channel_axis, window, sigma
+    )
     red = _check_merge_geometry(grid, reduce)
-    nc = grid.n_channels
+    k, nc, has_c = grid.ndim, grid.n_channels, grid.channel_axis is not None
+    grid_form = patches.ndim == 2 * k + has_c
     tail = grid.patch_shape + ((nc,) if has_c else ())
-    want = grid.grid_shape if grid_form else (grid.n_patches,)
-    if tuple(patches.shape[lead:]) != tail or tuple(patches.shape[:lead]) != want:
-        raise ValueError(
-            f"patches of shape {patches.shape} do not fit the grid of image shape "
-            f"{image_shape}, patch {grid.patch_shape}, step {grid.step}, edge {edge!r}: "
-            f"expected {want + tail}"
-        )
     threads = _check_threads(threads)
     acc_dtype = E.accumulation_dtype(np.float32 if patches.dtype == np.float16 else patches.dtype)
+    _check_window(grid, acc_dtype)
     out_dtype = _output_dtype(dtype, acc_dtype, None)
 
     x = patches if grid_form else patches.reshape(grid.grid_shape + tail)
@@ -580,11 +782,7 @@ def unpatchify(
         cores.append(tuple(int(n) for n in np.diff(bounds)))
         tables.append(rows)
     x = x.rechunk(tuple(gchunks) + x.chunks[k:])
-    weights3 = None
-    if grid.window_array is not None:
-        w = grid.window_array.reshape(E.canonical3(grid.patch_shape, 1))
-        weights3 = np.ascontiguousarray(np.repeat(w, nc, axis=2), dtype=acc_dtype)
-    task = _UnpatchifyTask(grid, tables, weights3, red, acc_dtype, out_dtype, threads)
+    task = _UnpatchifyTask(grid, tables, red, acc_dtype, out_dtype, threads)
     res = da.map_overlap(
         task, x, depth={a: depth[a] for a in range(k)}, boundary="none", trim=False,
         allow_rechunk=False, chunks=tuple(cores) + (((nc,),) if has_c else ()),
@@ -600,11 +798,12 @@ def unpatchify(
 class _UnpatchifyTask(_ProcessTask):
     """One output chunk of :func:`unpatchify`: the stacked patches as the source."""
 
-    def __init__(self, grid, tables, w3, red, acc_dtype, out_dtype, threads):
+    def __init__(self, grid, tables, red, acc_dtype, out_dtype, threads):
         super().__init__(
-            grid, tables, K.copy_stacked, (), K.take_stacked, K.oview_flat, w3, red,
-            acc_dtype, out_dtype, threads,
+            grid, tables, _Normaliser(grid), K.copy_flat, (), K.take_flat, K.oview_flat,
+            red, grid.n_channels, acc_dtype, out_dtype, threads,
         )  # fmt: skip
+        self.squeeze = grid.channel_axis is None
 
     def _source(self, region, rows):
         g, k = self.grid, self.grid.ndim
