@@ -29,7 +29,16 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ImageReadError", "Picture", "atomic_output", "load", "save"]
+__all__ = [
+    "ImageReadError",
+    "Picture",
+    "atomic_output",
+    "load",
+    "save",
+    "stored_size",
+    "tiff_info",
+    "tiff_write_options",
+]
 
 TMP_PREFIX = ".patchjit-tmp-"
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -120,6 +129,71 @@ def load(path: str | os.PathLike) -> Picture:
     return _load_pil(path)
 
 
+def _tiff_options(tif, series) -> dict:
+    """What writing a result back like ``series`` needs (read from the tags only)."""
+    page = series.keyframe
+    return {
+        "photometric": int(page.photometric),
+        "planarconfig": int(page.planarconfig),
+        "compression": int(page.compression)
+        if int(page.compression) in _TIFF_COMPRESSIONS
+        else None,
+        "resolution": page.resolution if "XResolution" in page.tags else None,
+        "resolutionunit": int(page.resolutionunit),
+        "iccprofile": page.iccprofile,
+        "extrasamples": tuple(int(e) for e in page.extrasamples),
+        "imagej": tif.imagej_metadata if tif.is_imagej else None,
+        "description": None if tif.is_shaped or tif.is_imagej else page.description,
+        "colormap": page.colormap,
+        "stored_axes": series.axes,
+    }
+
+
+def tiff_info(path: str | os.PathLike) -> tuple[tuple[int, ...], np.dtype, dict]:
+    """A TIFF's first series: ``(shape, dtype, options)`` from its tags, no pixels read.
+
+    ``options`` are what :func:`tiff_write_options` needs, with ``stored_axes``.
+    """
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            return tuple(series.shape), np.dtype(series.dtype), _tiff_options(tif, series)
+    except tifffile.TiffFileError as exc:
+        raise ImageReadError(f"not an image: {_first_line(exc)}") from None
+    except Exception as exc:
+        raise ImageReadError(f"cannot read TIFF: {_first_line(exc)}") from None
+
+
+def stored_size(path: str | os.PathLike) -> tuple[tuple[int, ...], np.dtype]:
+    """An image file's stored ``(shape, dtype)`` from its header, without the pixels.
+
+    TIFF: the first series (alpha included); Pillow: ``(H, W[, bands])`` of the mode
+    the pixels are read as. Raises :class:`ImageReadError` like :func:`load`.
+    """
+    path = Path(path)
+    if path.suffix.lower() in TIFF_SUFFIXES:
+        shape, dtype, _ = tiff_info(path)
+        return shape, dtype
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            mode = im.mode
+            if mode == "P":
+                mode = "RGBA" if "transparency" in im.info else "RGB"
+            mode = _PIL_CONVERT.get(mode, mode)
+            bands = Image.getmodebands(mode)
+            w, h = im.size
+    except UnidentifiedImageError:
+        raise ImageReadError("not an image: Pillow cannot identify its format") from None
+    except Exception as exc:
+        raise ImageReadError(f"cannot read image: {_first_line(exc)}") from None
+    dtype = {"1": np.bool_, "I;16": np.uint16, "I": np.int32, "F": np.float32}.get(mode, np.uint8)
+    return ((h, w, bands) if bands > 1 else (h, w)), np.dtype(dtype)
+
+
 def _load_tiff(path: Path) -> Picture:
     import tifffile
 
@@ -127,22 +201,8 @@ def _load_tiff(path: Path) -> Picture:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
             data = series.asarray()
-            page = series.keyframe
             axes = series.axes
-            options = {
-                "photometric": int(page.photometric),
-                "planarconfig": int(page.planarconfig),
-                "compression": int(page.compression)
-                if int(page.compression) in _TIFF_COMPRESSIONS
-                else None,
-                "resolution": page.resolution if "XResolution" in page.tags else None,
-                "resolutionunit": int(page.resolutionunit),
-                "iccprofile": page.iccprofile,
-                "extrasamples": tuple(int(e) for e in page.extrasamples),
-                "imagej": tif.imagej_metadata if tif.is_imagej else None,
-                "description": None if tif.is_shaped or tif.is_imagej else page.description,
-                "colormap": page.colormap,
-            }
+            options = _tiff_options(tif, series)
     except tifffile.TiffFileError as exc:
         raise ImageReadError(f"not an image: {_first_line(exc)}") from None
     except Exception as exc:  # corrupt data, unsupported encodings
@@ -162,7 +222,6 @@ def _load_tiff(path: Path) -> Picture:
         options["sample_axis"] = s
         if n_colour == 1:
             data, axes = np.squeeze(data, s), axes.replace("S", "")
-    options["stored_axes"] = series.axes
     return Picture(data, axes, alpha, data.dtype, "tiff", options)
 
 
@@ -230,10 +289,13 @@ def save(path: str | os.PathLike, picture: Picture, image: np.ndarray, quality=N
             _save_pil(tmp, picture, image, quality)
 
 
-def _save_tiff(tmp: Path, picture: Picture, image: np.ndarray) -> None:
-    import tifffile
+def tiff_write_options(options: dict, dtype) -> dict:
+    """:func:`tifffile.imwrite` keywords that write ``dtype`` pixels like the file read.
 
-    o = picture.options
+    ``options`` come from :func:`load` or :func:`tiff_info`. ImageJ hyperstacks stay
+    ImageJ where ImageJ can hold ``dtype`` (uint8, uint16, float32).
+    """
+    o = options
     kwargs = {
         "photometric": o["photometric"],
         "planarconfig": o["planarconfig"] if "S" in o["stored_axes"] else None,
@@ -243,16 +305,23 @@ def _save_tiff(tmp: Path, picture: Picture, image: np.ndarray) -> None:
     }
     if o["resolution"] is not None:
         kwargs.update(resolution=o["resolution"], resolutionunit=o["resolutionunit"])
-    if o["imagej"] is not None and image.dtype in (np.uint8, np.uint16, np.float32):
+    if o["imagej"] is not None and np.dtype(dtype) in (np.uint8, np.uint16, np.float32):
         kwargs.update(imagej=True, metadata={**o["imagej"], "axes": o["stored_axes"]})
         kwargs.pop("planarconfig")
     else:
         kwargs["metadata"] = {"axes": o["stored_axes"]}
         if o["description"]:
             kwargs["description"] = o["description"]
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def _save_tiff(tmp: Path, picture: Picture, image: np.ndarray) -> None:
+    import tifffile
+
+    kwargs = tiff_write_options(picture.options, image.dtype)
     if image.dtype == np.bool_:
         image = image.astype(np.uint8)
-    tifffile.imwrite(tmp, image, **{k: v for k, v in kwargs.items() if v is not None})
+    tifffile.imwrite(tmp, image, **kwargs)
 
 
 def _save_pil(tmp: Path, picture: Picture, image: np.ndarray, quality) -> None:

@@ -19,9 +19,19 @@ from pathlib import Path
 import numpy as np
 
 from ._cast import to_dtype
-from ._files import ImageReadError, Picture, load, save
+from ._files import ImageReadError, Picture, load, save, stored_size
 
-__all__ = ["FileResult", "Job", "Runner", "UsageError", "load_function", "process_file"]
+__all__ = [
+    "FileResult",
+    "Job",
+    "Runner",
+    "UsageError",
+    "estimate",
+    "fits",
+    "format_size",
+    "load_function",
+    "process_file",
+]
 
 
 class UsageError(Exception):
@@ -34,6 +44,9 @@ class Job:
 
     ``patch`` has 2 sizes (each 2-D plane of a file) or 3 (volumes); ``None`` means
     the op's default square patch. ``step`` and ``overlap`` exclude each other.
+    ``batch``: ``func`` is a batch function run by :func:`patchjit.process_batches`
+    with this batch size. ``max_memory``: bytes; a file whose processing needs more
+    goes out of core (:mod:`patchjit._large`).
     """
 
     op: str | None
@@ -47,6 +60,8 @@ class Job:
     window: str | None = None
     dtype: str | None = None
     quality: int | None = None
+    batch: int | None = None
+    max_memory: int | None = None
 
     def runner(self) -> Runner:
         """Resolve the op or import the callback (once per process)."""
@@ -68,6 +83,11 @@ class Runner:
         self.op = ops.get(job.op) if job.op is not None else None
         self.func = load_function(job.func) if job.func is not None else None
         self.n_spatial = 3 if job.patch is not None and len(job.patch) == 3 else 2
+
+    @property
+    def patch(self) -> tuple[int, ...]:
+        """The patch size: ``--patch``, or the op's default on every spatial axis."""
+        return self.job.patch or (self.op.default_patch,) * self.n_spatial
 
     def apply(self, picture: Picture, threads=None, progress=False) -> np.ndarray:
         """The float result for ``picture.pixels``: same shape and axis order."""
@@ -95,8 +115,15 @@ class Runner:
         from ._validate import resolve_step
 
         job = self.job
-        patch = job.patch or (self.op.default_patch,) * self.n_spatial
+        patch = self.patch
         step = resolve_step(job.step, job.overlap, patch)
+        if job.batch is not None:
+            from . import process_batches
+
+            return process_batches(image, self.func, patch, step, batch_size=job.batch,
+                                   edge=job.edge or "cover", window=job.window,
+                                   threads=threads, channel_axis=-1 if channels else None,
+                                   progress=progress)  # fmt: skip
         if self.op is not None:
             return self.op(image, patch, step, edge=job.edge, window=job.window,
                            threads=threads, progress=progress, **dict(job.params))  # fmt: skip
@@ -174,9 +201,15 @@ def process_file(runner: Runner, src: Path, dst: Path, threads=None, progress=Fa
 
     Any failure (unreadable, too small, a callback that does not compile for this
     image, unwritable in its format) is returned as a one-line reason, never raised;
-    only Ctrl-C propagates.
+    only Ctrl-C propagates. With ``max_memory``, a file whose estimated need (from its
+    header) exceeds it is processed out of core instead (:func:`patchjit._large.process`).
     """
     try:
+        if runner.job.max_memory is not None and not fits(runner.job, src):
+            from ._large import process
+
+            mpix, warning = process(runner, src, dst, threads)
+            return FileResult("done", src, str(dst), mpix, warning)
         picture = load(src)
         result = runner.apply(picture, threads=threads, progress=progress)
         out, warning = _finish(result, runner.job.dtype or picture.dtype, src)
@@ -186,6 +219,26 @@ def process_file(runner: Runner, src: Path, dst: Path, threads=None, progress=Fa
     shape = dict(zip(picture.axes, picture.pixels.shape))
     mpix = picture.pixels.size / shape.get("S", 1) / 1e6
     return FileResult("done", src, str(dst), mpix, warning)
+
+
+def estimate(job: Job, src: Path) -> int:
+    """Bytes that processing ``src`` in memory needs: image + float accumulator + output.
+
+    From the file's header only (no pixels read); the in-memory path holds a few more
+    temporary copies, so this is a lower bound on its peak.
+    """
+    from ._engine import accumulation_dtype
+
+    shape, dtype = stored_size(src)
+    n = int(np.prod(shape, dtype=np.int64))
+    acc = accumulation_dtype(np.float32 if dtype == np.bool_ else dtype).itemsize
+    out = np.dtype(job.dtype or dtype).itemsize
+    return n * (dtype.itemsize + acc + out)
+
+
+def fits(job: Job, src: Path) -> bool:
+    """Whether ``src`` fits ``job.max_memory`` (always, without a budget)."""
+    return job.max_memory is None or estimate(job, src) <= job.max_memory
 
 
 def _finish(result: np.ndarray, dtype, src: Path) -> tuple[np.ndarray, str | None]:
@@ -222,6 +275,19 @@ def _reason(exc: Exception) -> str:
     if isinstance(exc, (ValueError, TypeError, OSError)):
         return lines[0][:400]
     return f"{type(exc).__name__}: {lines[0]}"[:400]
+
+
+def format_size(n: int) -> str:
+    """``n`` bytes for a message: ``"64MB"``, ``"64MiB"``, ``"1.5GB"``."""
+    decimal = (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3))
+    binary = (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10))
+    for unit, size in decimal + binary:  # an exact multiple reads as typed
+        if size <= n < 1000 * size and n % size == 0:
+            return f"{n // size}{unit}"
+    for unit, size in decimal:
+        if n >= size:
+            return f"{n / size:.3g}{unit}"
+    return f"{n}B"
 
 
 def _first_line(exc: BaseException) -> str:

@@ -22,7 +22,7 @@ import numpy as np
 
 from . import __version__
 from ._files import IMAGE_SUFFIXES, TMP_PREFIX, load
-from ._jobs import FileResult, Job, Runner, UsageError, process_file
+from ._jobs import FileResult, Job, Runner, UsageError, fits, process_file
 from .io import remove_stale_temporaries
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -74,6 +74,44 @@ def _parse_step(args, patch) -> tuple[tuple | None, tuple | None]:
     if step is not None and len(step) == 1:
         step = step[0]
     return step, overlap
+
+
+# --max-memory units: decimal (kB, MB, GB, TB) and binary (KiB, MiB, GiB, TiB); "B" or none
+_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9,
+          "gb": 10**9, "t": 10**12, "tb": 10**12, "kib": 1 << 10, "mib": 1 << 20,
+          "gib": 1 << 30, "tib": 1 << 40}  # fmt: skip
+
+
+def parse_size(text: str) -> int:
+    """Bytes from ``"2GB"``, ``"512MB"``, ``"64MiB"``, ``"1.5G"`` or ``"1000000"``."""
+    import re
+
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", text)
+    unit = match and match.group(2).lower()
+    if not match or unit not in _UNITS:
+        raise UsageError(
+            f"--max-memory must be a size such as 2GB, 512MB or 64MiB (units B, kB, MB, GB, "
+            f"TB and KiB, MiB, GiB, TiB), got {text!r}"
+        )
+    size = int(float(match.group(1)) * _UNITS[unit])
+    if size < 1 << 20:
+        raise UsageError(f"--max-memory must be at least 1MiB, got {text!r}")
+    return size
+
+
+def _check_max_memory(text: str | None) -> int | None:
+    """The budget in bytes; dask (the out-of-core engine) must be installed."""
+    if text is None:
+        return None
+    size = parse_size(text)
+    try:
+        from . import dask  # noqa: F401
+    except ImportError:
+        raise UsageError(
+            "--max-memory processes large images with dask, which is not installed: "
+            'pip install "patchjit[dask]"'
+        ) from None
+    return size
 
 
 def _parse_args(items: Sequence[str]) -> tuple:
@@ -207,6 +245,16 @@ def _job_from_args(args) -> Job:
         raise UsageError("--param applies to --op only (use --arg for --func)")
     if args.op and args.arg:
         raise UsageError("--arg applies to --func only (use --param for --op)")
+    if args.batch is not None:
+        if not args.func:
+            raise UsageError("--batch applies to --func only (a batch function)")
+        if args.batch < 1:
+            raise UsageError(f"--batch must be >= 1, got {args.batch}")
+        if args.arg:
+            raise UsageError(
+                "--arg does not apply to --batch: a batch function takes only the batch; "
+                "give it its parameters in its module (e.g. functools.partial)"
+            )
     params = _parse_params(args.op, args.param) if args.op else ()
     if args.op:
         _check_map_op(args.op, args)
@@ -215,8 +263,10 @@ def _job_from_args(args) -> Job:
         raise UsageError(f"--quality must be 1 to 100, got {args.quality}")
     if args.jobs < 1:
         raise UsageError(f"--jobs must be >= 1, got {args.jobs}")
+    max_memory = _check_max_memory(args.max_memory)
     return Job(args.op, args.func, params, _parse_args(args.arg), patch, step, overlap,
-               args.edge, args.window, args.dtype, args.quality)  # fmt: skip
+               args.edge, args.window, args.dtype, args.quality, args.batch,
+               max_memory)  # fmt: skip
 
 
 def cmd_run(args) -> int:
@@ -315,9 +365,14 @@ def _print_ignored(ignored: list[Path]) -> None:
 
 
 def _warm_up(runner: Runner, todo, threads) -> None:
-    """Compile the job on a small crop of the first readable image (errors: ignored)."""
+    """Compile the job on a small crop of the first readable image (errors: ignored).
+
+    Images over ``--max-memory`` are not read whole here; their chunks compile in turn.
+    """
     for src, _ in todo:
         try:
+            if not fits(runner.job, src):
+                continue
             picture = load(src)
         except Exception:
             continue
@@ -361,6 +416,25 @@ examples:
   patchjit run stack.tif -o out/ --op median --patch 3,5,5     # ZYX volume
   patchjit run scans/ -o out/ --op mean-remove --dtype float32  # signed result
   patchjit run data/ -o out/ --func my_filters:sharpen --arg 0.5 --patch 16 --overlap 0.5
+  patchjit run data/ -o out/ --func my_model:predict --batch 64 --patch 128 --overlap 0.25
+  patchjit run slides/ -o out/ --op mean-remove --patch 15 --step 4 --max-memory 2GB
+
+--batch N: --func names a batch function, func(batch) -> array, any Python code. batch
+  is a float32 (float64 for float64 and 32/64-bit integer images) array of shape
+  (n, *patch) or (n, *patch, C) for colour images, n <= N; return the same shape.
+  It is called through patchjit.process_batches: same grid, edges and windows as
+  --func. --arg is refused (bind parameters in your module, e.g. functools.partial).
+
+--max-memory SIZE (decimal kB/MB/GB/TB or binary KiB/MiB/GiB/TiB): each file's need is
+  estimated from its header, without reading the pixels: input + float accumulator +
+  output (e.g. a 10000 x 10000 uint8 image: 100 MB + 400 MB + 100 MB = 600 MB). Files
+  within the budget are processed in memory as usual (their real peak is somewhat
+  higher: a few temporary copies). Larger ones are read lazily, processed chunk by
+  chunk with dask (chunks sized to the budget, --threads tasks at once) and written as
+  a tiled TIFF band by band, with the same dtype cast and TIFF metadata; the budget
+  covers image data, not the interpreter and libraries (about 150-250 MB). Out of core
+  takes 2-D TIFFs (grey or colour, no alpha), --func, and --op on grey images; other
+  large files fail with the reason. Needs the dask extra: pip install "patchjit[dask]".
 
 --edge:
   cover   patches on a regular grid, plus one flush with the far border where the grid
@@ -413,6 +487,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="your own numba callback func(patch, out, *args): "
                       "module:function (modules in the current folder included) or "
                       "path/to/file.py:function")  # fmt: skip
+    run.add_argument("--batch", type=int, metavar="N",
+                     help="--func is a batch function func(batch) -> array over up to N "
+                     "patches at once, (n, *patch[, C]) float in and out, run by "
+                     "patchjit.process_batches: any Python (NumPy, scikit-image, torch); "
+                     "no --arg")  # fmt: skip
     run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                      help="parameter of --op (repeatable)")  # fmt: skip
     run.add_argument("--arg", action="append", default=[], metavar="VALUE",
@@ -435,6 +514,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quality", type=int, metavar="Q",
                      help="JPEG/WebP quality 1-100 (default: a JPEG keeps its own quantisation "
                      "tables; otherwise 95)")  # fmt: skip
+    run.add_argument("--max-memory", metavar="SIZE",
+                     help="memory budget for image data, e.g. 2GB, 512MB, 64MiB: an image "
+                     "whose input + float accumulator + output would exceed it is processed "
+                     "chunk by chunk out of core (TIFF only; needs patchjit[dask]); see "
+                     "below")  # fmt: skip
     run.add_argument("--pattern", metavar="GLOB", help="only files matching GLOB in folders")
     run.add_argument("--jobs", type=int, default=1, metavar="N",
                      help="worker processes for many small images (default 1)")  # fmt: skip

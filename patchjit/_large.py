@@ -1,0 +1,152 @@
+"""Images larger than ``--max-memory``: processed chunk by chunk through patchjit.dask.
+
+The command line's out-of-core path, beside :func:`patchjit._jobs.process_file` (which
+sends a file here when its estimated need exceeds the budget). A TIFF is read lazily
+through tifffile's zarr store, processed by :func:`patchjit.dask.process_image` (or
+:func:`patchjit.dask.map_patches` for map ops) in chunks sized by
+:func:`patchjit.dask.chunks_for_budget`, cast chunk by chunk with the same
+:func:`patchjit._cast.to_dtype` as in memory, and written as a tiled TIFF band by band
+(:func:`patchjit.dask.to_tiff`) with the input's metadata. The result equals the
+in-memory one (bit for bit for map ops; to float rounding for overlapping means).
+
+Supported: 2-D TIFFs, grey (``YX``) or with colour samples last (``YXS``), without
+alpha, a 2-size patch, ``--func`` or a built-in op (ops on grey images only). Anything
+else is a per-file failure that says so.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from ._cast import to_dtype
+from ._files import TIFF_SUFFIXES, atomic_output, tiff_info, tiff_write_options
+from ._validate import resolve_step
+
+__all__ = ["process"]
+
+TILE = (256, 256)
+
+
+def process(runner, src: Path, dst: Path, threads=None) -> tuple[float, str | None]:
+    """Process ``src`` into ``dst`` within ``runner.job.max_memory`` bytes.
+
+    Returns ``(megapixels, warning)``; raises ValueError with a one-line reason for
+    files this path cannot take.
+    """
+    import dask
+
+    from . import dask as pdask
+    from ._jobs import CLIP_WARNING, estimate, format_size
+
+    job = runner.job
+    budget = job.max_memory
+    too_large = (
+        f"too large for --max-memory {format_size(budget)} (needs about "
+        f"{format_size(estimate(job, src))} in memory)"
+    )
+    if Path(src).suffix.lower() not in TIFF_SUFFIXES:
+        raise ValueError(f"{too_large}; only TIFF can be processed out of core")
+    shape, dtype, options = tiff_info(src)
+    axes = options["stored_axes"]
+    if axes not in ("YX", "YXS") or options["extrasamples"] or options["photometric"] == 3:
+        raise ValueError(
+            f"{too_large}; out of core takes 2-D TIFFs (axes YX or YXS, no alpha or "
+            f"palette), this one has axes {axes!r}"
+            + (" with extra samples" if options["extrasamples"] else "")
+        )
+    if runner.n_spatial != 2:
+        raise ValueError(f"{too_large}; out of core takes a 2-size --patch only")
+    if job.batch is not None:
+        raise ValueError(f"{too_large}; --batch functions are not run out of core yet")
+    channels = axes == "YXS"
+    if channels and runner.op is not None:
+        raise ValueError(f"{too_large}; out of core runs --op on grey (YX) TIFFs only")
+
+    workers = threads or os.cpu_count() or 1
+    patch = runner.patch
+    out_dtype = np.dtype(job.dtype or dtype)
+    x = pdask.from_tiff(src)
+    try:
+        chunks = pdask.chunks_for_budget(x.shape, x.dtype, patch, budget, workers=workers)
+    except ValueError:
+        raise ValueError(
+            f"{too_large}; and --max-memory {format_size(budget)} cannot hold {workers} "
+            f"chunks (one per thread) with their halo: raise it or lower --threads"
+        ) from None
+    x = x.rechunk(chunks)
+    if x.dtype == np.bool_:
+        x = x.astype(np.float32)
+    lazy = _lazy_result(runner, pdask, x, patch, channels)
+    cast = _Cast(out_dtype, src)
+    stored = np.dtype(np.uint8) if out_dtype == np.bool_ else out_dtype
+    result = lazy.map_blocks(cast, dtype=stored)
+    write = tiff_write_options(options, stored)
+    write.pop("imagej", None)  # ImageJ hyperstacks are not tiled: keep the axes instead
+    write["metadata"] = {"axes": axes}
+    compression = write.pop("compression", None)
+    with atomic_output(Path(dst)) as tmp, dask.config.set(scheduler="threads", num_workers=workers):
+        pdask.to_tiff(result, tmp, tile=TILE, compression=compression, **write)
+    mpix = shape[0] * shape[1] / 1e6
+    warning = None
+    if cast.total and cast.clipped / cast.total > CLIP_WARNING:
+        info = np.iinfo(out_dtype)
+        warning = (
+            f"{src}: {cast.clipped / cast.total:.1%} of the values were clipped to the "
+            f"{out_dtype} range [{info.min}, {info.max}]; --dtype float32 keeps them (TIFF)"
+        )
+    return mpix, warning
+
+
+def _lazy_result(runner, pdask, x, patch, channels):
+    """The lazy float result of the job's op or callback on dask array ``x``."""
+    job = runner.job
+    step = resolve_step(job.step, job.overlap, patch)
+    edge, window = job.edge, job.window
+    if runner.op is None:
+        return pdask.process_image(x, runner.func, patch, step, args=job.args,
+                                   edge=edge or "cover", window=window,
+                                   channel_axis=-1 if channels else None)  # fmt: skip
+    from . import ops
+
+    params = dict(job.params)
+    if runner.op.kind == "map":
+        func = {"local-std": ops.local_std, "median": ops.median}.get(runner.op.name)
+        if func is not None:
+            return pdask.map_patches(x, func, patch, 1, edge="pad")
+    else:
+        func, args = {
+            "identity": (ops.identity, ()),
+            "mean-remove": (ops.mean_remove, ()),
+            "dct-denoise": (ops.dct_denoise, (float(params.get("sigma", 0.0)),)),
+        }.get(runner.op.name, (None, ()))
+        if func is not None:
+            return pdask.process_image(x, func, patch, step, args=args, edge=edge or "cover",
+                                       window=window)  # fmt: skip
+    raise ValueError(f"op {runner.op.name!r} cannot run out of core")
+
+
+class _Cast:
+    """Chunk-wise :func:`to_dtype` to the output dtype, counting clipped values."""
+
+    def __init__(self, dtype: np.dtype, src: Path):
+        self.dtype, self.what = dtype, f"the result of {src}"
+        self.lock = threading.Lock()
+        self.clipped = self.total = 0
+
+    def __call__(self, block: np.ndarray) -> np.ndarray:
+        if self.dtype == np.bool_:  # 1-bit images: threshold at 0.5, as in memory
+            to_dtype(block, np.uint8, what=self.what)  # NaN check
+            return (block >= 0.5).astype(np.uint8)
+        if self.dtype.kind in "iu" and block.dtype.kind == "f":
+            info = np.iinfo(self.dtype)
+            rounded = np.rint(block)
+            n = int(np.count_nonzero((rounded < info.min) | (rounded > info.max)))
+            del rounded
+            with self.lock:
+                self.clipped += n
+                self.total += block.size
+        return to_dtype(block, self.dtype, what=self.what)
