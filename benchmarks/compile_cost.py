@@ -99,8 +99,10 @@ def main() -> None:
             run_once(cenv)  # fills the cache
             cruns = [run_once(cenv) for _ in range(args.rounds)]
         cached = {k: median([r[k] for r in cruns]) for k in cruns[0]}
-    print(f"| step | seconds (median of {args.rounds} processes) |" + (
-        " with PATCHJIT_CACHE=1 (warm cache) |" if cached else ""))
+    print(
+        f"| step | seconds (median of {args.rounds} processes) |"
+        + (" with PATCHJIT_CACHE=1 (warm cache) |" if cached else "")
+    )
     print("|---|---:|" + ("---:|" if cached else ""))
     for k, v in rows.items():
         extra = f" {cached[k]:.2f} |" if cached else ""

@@ -260,8 +260,10 @@ def _patches_layout(shape, image_shape, step, overlap, edge, channel_axis, windo
         except ValueError as exc:
             error = error or exc
             continue
-        if len(edges) > 1 and edge == "cover" and any(
-            st > p for st, p in zip(grid.step, grid.patch_shape)
+        if (
+            len(edges) > 1
+            and edge == "cover"
+            and any(st > p for st, p in zip(grid.step, grid.patch_shape))
         ):
             continue  # gaps between patches: only the 'valid' grid describes them
         tail = grid.patch_shape + ((grid.n_channels,) if ch is not None else ())
