@@ -61,7 +61,7 @@ def _git_revision(repo: Path) -> str:
 def machine_info(repo: Path) -> dict[str, Any]:
     affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "cpu_model": _cpu_model(),
         "cpu_count": os.cpu_count(),
         "usable_cores": len(affinity) if affinity is not None else os.cpu_count(),

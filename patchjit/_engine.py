@@ -353,7 +353,9 @@ def run_map(src, take, func, args, origins3, patch3, res, progress=None, *, seri
             kchunk, u0, u1, res, src.dtype,
         )  # fmt: skip
         if progress is not None:
-            progress.update(min((u1 - u0) * per_unit, progress.total - progress.n))
+            # units hold about per_unit patches; the last wave completes the count
+            left = progress.total - progress.n
+            progress.update(left if u1 == n_units else min((u1 - u0) * per_unit, left))
         pace.update(u1 - u0, time.perf_counter() - t0)
         u0 = u1
     return res

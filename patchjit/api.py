@@ -14,7 +14,7 @@ from ._callback import check_args, resolve
 from ._cast import to_dtype
 from ._grid import PatchGrid
 from ._progress import Progress
-from ._validate import as_image, check_choice, resolve_threads
+from ._validate import MAX_CHANNELS_GUESS, as_image, check_choice, resolve_threads
 from ._windows import check_representable
 
 REDUCTIONS = ("mean", "sum", "max", "min")
@@ -215,6 +215,21 @@ def _running(threads, progress, total):
             bar.close()
 
 
+def _refuse_flat_channels(shape, image_shape) -> None:
+    """Flattened patches spanning a short last axis: channels, or a spatial axis?"""
+    last = image_shape[-1]
+    m = len(image_shape)
+    if m < 2 or shape[-1] != last or last > MAX_CHANNELS_GUESS or last >= max(image_shape[:-1]):
+        return
+    raise ValueError(
+        f"flattened patches of shape {tuple(shape[1:])} for image_shape {image_shape} are "
+        f"ambiguous: the last axis ({last} entries) may hold channels of a {m - 1}-D image "
+        f"or be a spatial axis. Pass channel_axis=-1 for channels, or step as a tuple of "
+        f"{m} entries for {m} spatial axes (or pass the patches in the grid form that "
+        f"patchify returns)"
+    )
+
+
 def _patches_layout(shape, image_shape, step, overlap, edge, channel_axis, window, sigma):
     """The :class:`PatchGrid` that ``unpatchify`` reads patches of ``shape`` on.
 
@@ -269,6 +284,8 @@ def _patches_layout(shape, image_shape, step, overlap, edge, channel_axis, windo
         tail = grid.patch_shape + ((grid.n_channels,) if ch is not None else ())
         want = grid.grid_shape if grid_form else (grid.n_patches,)
         if tuple(shape[lead:]) == tail and tuple(shape[:lead]) == want:
+            if not grid_form and ch is None and not ranks:
+                _refuse_flat_channels(shape, image_shape)
             return grid
         got = f"a {tuple(shape[:lead])} grid of" if lead > 1 else f"{shape[0]}"
         error = error or ValueError(

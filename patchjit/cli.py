@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -264,6 +265,12 @@ def _job_from_args(args) -> Job:
     if args.jobs < 1:
         raise UsageError(f"--jobs must be >= 1, got {args.jobs}")
     max_memory = _check_max_memory(args.max_memory)
+    if max_memory is not None and args.jobs > 1:
+        raise UsageError(
+            "--max-memory bounds one process; with --jobs N every worker would use the "
+            "whole budget. Use --jobs 1 (the out-of-core path runs chunks in parallel "
+            "threads itself) or divide the budget and run fewer jobs"
+        )
     return Job(args.op, args.func, params, _parse_args(args.arg), patch, step, overlap,
                args.edge, args.window, args.dtype, args.quality, args.batch,
                max_memory)  # fmt: skip
@@ -319,11 +326,15 @@ def _run_pool(job: Job, todo, args) -> list[FileResult]:
         args.jobs, mp_context=get_context("spawn"), initializer=_worker_init,
         initargs=(job, per_worker),
     ) as pool:  # fmt: skip
-        futures = [pool.submit(_worker_task, src, dst) for src, dst in todo]
+        futures = {pool.submit(_worker_task, src, dst): src for src, dst in todo}
         bar = tqdm(total=len(futures), unit="file", disable=args.quiet)
         try:
             for fut in as_completed(futures):
-                results.append(fut.result())
+                try:
+                    results.append(fut.result())
+                except BrokenProcessPool as exc:  # a worker died (out of memory, abort)
+                    reason = f"{futures[fut]}: worker process died ({exc})"
+                    results.append(FileResult("failed", futures[fut], reason))
                 _report(results[-1], bar)
                 bar.update()
         except KeyboardInterrupt:

@@ -23,7 +23,6 @@ the result is split back, so the output always has the input's chunks.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 import threading
@@ -60,17 +59,28 @@ __all__ = [
 # Engine scratch per task (one wave of block buffers), counted by chunks_for_budget.
 _SCRATCH_BYTES = getattr(E, "_WAVE_BYTES", 8 << 20)
 
-# numba's workqueue layer aborts when two threads launch parallel kernels at once; until
-# the engine runs threads=1 serially, tasks take this lock unless the layer is tbb/omp.
+# numba's workqueue layer aborts when two threads launch parallel kernels at once. Tasks
+# with threads=1 run the engine's serial kernels and need no lock; others take this lock
+# unless the layer is known to be tbb/omp.
 _LAUNCH_LOCK = threading.Lock()
 
 
 class _Launch:
-    """Serialise kernel launches unless the threading layer is known to be thread-safe."""
+    """Serialise parallel kernel launches unless the threading layer is thread-safe.
+
+    With ``threads=1`` (the default in dask tasks) the engine runs serial kernels, which
+    are safe from any thread: no lock, so tasks really run concurrently.
+    """
+
+    def __init__(self, threads=None):
+        self.threads = threads
 
     def __enter__(self):
         import numba
 
+        if self.threads == 1:
+            self.lock = None
+            return
         try:
             safe = numba.threading_layer() in ("tbb", "omp")
         except ValueError:  # no parallel kernel has run yet in this process
@@ -407,7 +417,7 @@ class _ProcessTask:
             origins3 = E.canonical3(origins, np.zeros(1, dtype=np.int64))
             region0 = tuple(int(v) for v in E.canonical3(region0, 0))
             self._accumulate(src, origins3, acc, region0)
-        with _Launch(), E.thread_limit(self.threads):
+        with _Launch(self.threads), E.thread_limit(self.threads):
             self.norm(acc, rows, self.nco, self.red == "mean")
         result = acc.reshape((*core, self.nco))
         if self.squeeze:
@@ -418,7 +428,7 @@ class _ProcessTask:
         """Overlap-add the patches at ``origins3`` (``src``'s frame) into ``acc``."""
         g = self.grid
         E.prepare_process_callback(self.func, self.take, self.oview, src, self.acc_dtype, self.args)
-        with _Launch(), E.thread_limit(self.threads):
+        with _Launch(self.threads), E.thread_limit(self.threads):
             E.run_accumulate(
                 src, self.take, self.oview, self.func, self.args, origins3,
                 E.canonical3(g.patch_shape, 1), g.n_channels, self.w3,
@@ -540,7 +550,7 @@ class _MapTask:
     def _run(self, src, origins3, res):
         """One value per patch at ``origins3`` (``src``'s frame) into ``res``."""
         E.prepare_map_callback(self.func, self.take, src, self.args)
-        with _Launch(), E.thread_limit(self.threads):
+        with _Launch(self.threads), E.thread_limit(self.threads):
             E.run_map(
                 src, self.take, self.func, self.args, origins3,
                 E.canonical3(self.grid.patch_shape, 1), res,
@@ -553,7 +563,7 @@ class _MapTask:
 def _batch_launch(threads):
     """Serialise launches only when the task may run numba's parallel kernels: with
     ``threads=1`` it runs the serial ones, and ``func`` must not hold a global lock."""
-    return contextlib.nullcontext() if threads == 1 else _Launch()
+    return _Launch(threads)
 
 
 def process_batches(
@@ -720,7 +730,7 @@ class _MapBatchTask(_MapTask):
 
 
 def unpatchify(
-    patches, image_shape, step=None, *, overlap=None, edge="cover", channel_axis=None,
+    patches, image_shape, step=None, *, overlap=None, edge=None, channel_axis=None,
     window=None, sigma=None, reduce="mean", dtype=None, out=None, threads=None,
     progress=False,
 ):  # fmt: skip
@@ -931,11 +941,11 @@ def to_tiff(arr, path, *, tile=(256, 256), compression=None, scheduler=None, **k
 def chunks_for_budget(shape, dtype, patch_shape, max_memory, *, workers=None, out_dtype=None):
     """Chunk shape that keeps chunk-wise processing within ``max_memory`` bytes.
 
-    Counts, per task in flight: the chunk with its ``patch - 1`` halo in the image dtype
-    (read, overlap-concatenated and made contiguous: 3 copies), the float accumulator
-    and the output chunk; plus the band of rows that :func:`to_tiff` holds. Chunks are
-    square-ish in the spatial axes and span all channels; they are never smaller than
-    twice the patch (the halo would dominate the work).
+    Counts, per task in flight: the chunk with its ``patch - 1`` halo on each side, in
+    the image dtype (read, overlap-concatenated and made contiguous: 3 copies), the
+    float accumulator and the output chunk; plus the band of rows that :func:`to_tiff`
+    holds. Chunks are square-ish in the spatial axes and span all channels; they are
+    never smaller than twice the patch (the halo would dominate the work).
 
     Parameters
     ----------
@@ -980,7 +990,7 @@ def chunks_for_budget(shape, dtype, patch_shape, max_memory, *, workers=None, ou
     lo = max(2 * max(patch_shape), 16)
     c = 1 << 16
     while c > lo:
-        halo = [min(c, n) + p - 1 for n, p in zip(shape, patch_shape)]
+        halo = [min(c, n) + 2 * (p - 1) for n, p in zip(shape, patch_shape)]
         task = math.prod(halo) * per_px + _SCRATCH_BYTES
         # the output band, and the input rows above, at and below it being read
         band = min(c, shape[0]) * width * nc * (osz + 2 * isz)
@@ -988,7 +998,7 @@ def chunks_for_budget(shape, dtype, patch_shape, max_memory, *, workers=None, ou
             break
         c //= 2
     c = max(c, lo)
-    halo = [min(c, n) + p - 1 for n, p in zip(shape, patch_shape)]
+    halo = [min(c, n) + 2 * (p - 1) for n, p in zip(shape, patch_shape)]
     need = workers * (math.prod(halo) * per_px + _SCRATCH_BYTES)
     need += min(c, shape[0]) * width * nc * (osz + 2 * isz)
     if need > max_memory:

@@ -344,6 +344,7 @@ def test_memory_bound_large_image():
 # --- the example ---------------------------------------------------------------------
 
 
+@pytest.mark.torch
 @slow
 def test_torch_example_agrees_with_monai(capsys):
     pytest.importorskip("torch")

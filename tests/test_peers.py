@@ -80,6 +80,7 @@ def _torch_fold_mean(patches, shape, patch, step):
     return (num / den)[0, 0].numpy()  # 0/0 = NaN where uncovered
 
 
+@pytest.mark.torch
 @given(g=geometry_nd(ndim=2, edge="valid", max_size=30), seed=seeds)
 def test_torch_unfold_fold(g, seed):
     pytest.importorskip("torch")
@@ -104,6 +105,7 @@ def test_torch_unfold_fold(g, seed):
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12, equal_nan=True)
 
 
+@pytest.mark.torch
 def test_torch_fold_float32(rng):
     pytest.importorskip("torch")
     img = random_image(rng, (33, 47), np.float32)

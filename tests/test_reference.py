@@ -253,6 +253,7 @@ def test_reference_vs_sklearn_stride1(seed, data):
     )
 
 
+@pytest.mark.torch
 @given(seed=seeds, g=geometry_nd(ndim=2, edge="valid", max_size=15))
 def test_reference_vs_torch_fold(seed, g):
     torch = pytest.importorskip("torch")
