@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import patchjit
 from patchjit import cli
 
 ROOT = str(Path(__file__).resolve().parents[1])
@@ -41,6 +42,7 @@ def test_bad_max_memory_is_a_usage_error(tmp_path, capsys, text):
 
 def test_max_memory_without_dask_names_the_extra(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "patchjit.dask", None)  # import fails like no dask
+    monkeypatch.delattr(patchjit, "dask", raising=False)  # imported by an earlier test
     assert _run(tmp_path, "-o", tmp_path / "o", "--op", "identity", "--max-memory", "1GB") == 2
     assert 'pip install "patchjit[dask]"' in capsys.readouterr().err
 
