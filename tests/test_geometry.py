@@ -94,8 +94,11 @@ def test_int_patch_with_channel_axis(rng):
     a = patchjit.process_image(img, scale_add_mean, 4, 2, args=(1.0,), channel_axis=-1)
     b = patchjit.process_image(img, scale_add_mean, (4, 4), 2, args=(1.0,))
     np.testing.assert_array_equal(a, b)
-    # int patch without channel_axis: all axes spatial (a 3-D volume)
-    c = _check(img, scale_add_mean, 3, 1, args=(1.0,))
+    # int patch without channel_axis on a possible RGB image: refused as ambiguous
+    with pytest.raises(ValueError, match=r"ambiguous.*channel_axis=-1"):
+        patchjit.process_image(img, scale_add_mean, 3, 1, args=(1.0,))
+    # the volume reading, asked for with one patch size per axis
+    c = _check(img, scale_add_mean, (3, 3, 3), 1, args=(1.0,))
     assert c.shape == img.shape
 
 
