@@ -10,7 +10,7 @@ from ._batches import map_batches, process_batches
 from ._grid import PatchGrid
 from .api import map_patches, patchify, process_image, unpatchify
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "PatchGrid",
