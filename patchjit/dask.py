@@ -262,7 +262,7 @@ def process_image(
     func = resolve(func)
     args = check_args(args)
     _, nco, keep_c = _out_layout(image.shape, grid, out_channels)
-    acc_dtype = E.accumulation_dtype(np.float32 if image.dtype == np.float16 else image.dtype)
+    acc_dtype = E.accumulation_dtype(image.dtype)
     _check_window(grid, acc_dtype)
     out_dtype = _output_dtype(dtype, acc_dtype, None)
     has_c = grid.channel_axis is not None
@@ -483,7 +483,7 @@ def map_patches(
     threads = _check_threads(threads)
     func = resolve(func)
     args = check_args(args)
-    acc_dtype = E.accumulation_dtype(np.float32 if image.dtype == np.float16 else image.dtype)
+    acc_dtype = E.accumulation_dtype(image.dtype)
     out_dtype = _output_dtype(dtype, acc_dtype, None)
     res_dtype = np.float64 if out_dtype.kind in "iu" else np.result_type(acc_dtype, out_dtype)
     take, _ = K.VIEWS[(grid.ndim, grid.channel_axis is not None)]
@@ -629,7 +629,7 @@ def process_batches(
     batch_size = B._check_batch_size(batch_size)
     threads = _check_threads(threads)
     _, nk, k_axis = _out_layout(image.shape, grid, out_channels)
-    acc_dtype = E.accumulation_dtype(np.float32 if image.dtype == np.float16 else image.dtype)
+    acc_dtype = E.accumulation_dtype(image.dtype)
     _check_window(grid, acc_dtype)
     out_dtype = _output_dtype(dtype, acc_dtype, None)
 
@@ -697,7 +697,7 @@ def map_batches(
     B._check_func(func)
     batch_size = B._check_batch_size(batch_size)
     threads = _check_threads(threads)
-    acc_dtype = E.accumulation_dtype(np.float32 if image.dtype == np.float16 else image.dtype)
+    acc_dtype = E.accumulation_dtype(image.dtype)
     out_dtype = _output_dtype(dtype, acc_dtype, None)
     res_dtype = B._values_dtype(acc_dtype, out_dtype)
 
@@ -768,7 +768,7 @@ def unpatchify(
     grid_form = patches.ndim == 2 * k + has_c
     tail = grid.patch_shape + ((nc,) if has_c else ())
     threads = _check_threads(threads)
-    acc_dtype = E.accumulation_dtype(np.float32 if patches.dtype == np.float16 else patches.dtype)
+    acc_dtype = E.accumulation_dtype(patches.dtype)
     _check_window(grid, acc_dtype)
     out_dtype = _output_dtype(dtype, acc_dtype, None)
 
