@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
+import threading
 import types as pytypes
 import weakref
 
@@ -119,3 +122,159 @@ def compile_callback(func, patch_type, out_type, args: tuple, *, scalar: bool) -
 
 def array_type(dtype, ndim: int, layout: str = "C", readonly: bool = False):
     return nbtypes.Array(numba.from_dtype(np.dtype(dtype)), ndim, layout, readonly=readonly)
+
+
+# --- typed function pointers ----------------------------------------------------------
+# The engine's drivers take the callback as an argument typed by its signature (a
+# ``numba.cfunc``), so one compiled driver serves every callback of that signature and
+# is cached on disk; a new callback costs about its own compilation. A cfunc cannot
+# raise: numba reports the exception through ``sys.unraisablehook`` and returns 0,
+# which the drivers watch for (see :func:`raise_callback_error`).
+
+_INT = nbtypes.int64
+_VSHAPE = nbtypes.UniTuple(nbtypes.int64, 3)
+_STATUS = nbtypes.int32
+
+
+def _process_wrapper(patch, out, vshape, nc, nco, args):
+    _FUNC(_TAKE(patch, vshape, nc), _OVIEW(out, vshape, nco), *args)  # noqa: F821
+    return 1
+
+
+def _map_wrapper(patch, vshape, nc, args, value):
+    value[0] = _FUNC(_TAKE(patch, vshape, nc), *args)  # noqa: F821
+    return 1
+
+
+def _cacheable(func) -> bool:
+    """patchjit's own module-level callbacks (the built-in ops) get a disk-cached wrapper;
+    a user's function (which may change between processes) never does."""
+    py = getattr(func, "py_func", None)
+    mod = getattr(py, "__module__", "") or ""
+    qual = getattr(py, "__qualname__", "") or ""
+    return mod.split(".")[0] == "patchjit" and "<" not in qual and py.__closure__ is None
+
+
+def _wrapper_name(kind, func, take, oview) -> str:
+    py = func.py_func
+    parts = [kind, py.__module__.replace(".", "_"), py.__qualname__.replace(".", "_"),
+             take.py_func.__name__] + ([oview.py_func.__name__] if oview is not None else [])  # fmt: skip
+    return "__".join(parts)
+
+
+def _make_pointer(impl, kind, func, take, oview, sig):
+    from numba.core.ccallback import CFunc
+
+    from . import _cache
+
+    bound = {"_FUNC": func, "_TAKE": take, "_OVIEW": oview}
+    g = {**impl.__globals__, **bound}
+    name = _wrapper_name(kind, func, take, oview)
+    f = pytypes.FunctionType(impl.__code__, g, name, impl.__defaults__, impl.__closure__)
+    f.__qualname__ = name
+    cf = CFunc(f, (sig.args, sig.return_type), locals={}, options={})
+    if _cacheable(func):
+        _cache.attach(cf)
+    cf.compile()
+    return cf
+
+
+_PTR_ATTR = "_patchjit_pointers"
+_PTR_LOCK = threading.Lock()
+
+
+def _pointer(func, key, build):
+    """The cfunc for ``key``, kept on the dispatcher itself (freed with it)."""
+    table = func.__dict__.get(_PTR_ATTR)
+    if table is None:
+        with _PTR_LOCK:
+            table = func.__dict__.setdefault(_PTR_ATTR, {})
+    ptr = table.get(key)
+    if ptr is None:
+        ptr = build()
+        table[key] = ptr
+    return ptr
+
+
+def process_pointer(func, take, oview, src_dtype, acc_dtype, args):
+    """Typed function pointer ``cb(flat_patch, flat_out, vshape, nc, nco, args)`` that
+    calls ``func(take(patch), oview(out), *args)`` and returns 1 (0 if it raised)."""
+    args_t = numba.typeof(args)
+    key = ("process", take, oview, np.dtype(src_dtype), np.dtype(acc_dtype), args_t)
+    sig = _STATUS(
+        array_type(src_dtype, 1, "C", readonly=True), array_type(acc_dtype, 1, "C"),
+        _VSHAPE, _INT, _INT, args_t,
+    )  # fmt: skip
+    return _pointer(
+        func, key, lambda: _make_pointer(_process_wrapper, "process", func, take, oview, sig)
+    )
+
+
+def map_pointer(func, take, src_dtype, args):
+    """Typed function pointer ``cb(flat_patch, vshape, nc, args, value)`` storing
+    ``func(take(patch), *args)`` in ``value[0]``; returns 1 (0 if it raised)."""
+    args_t = numba.typeof(args)
+    key = ("map", take, np.dtype(src_dtype), args_t)
+    sig = _STATUS(
+        array_type(src_dtype, 1, "C", readonly=True), _VSHAPE, _INT, args_t,
+        array_type(np.float64, 1, "C"),
+    )  # fmt: skip
+    return _pointer(func, key, lambda: _make_pointer(_map_wrapper, "map", func, take, None, sig))
+
+
+# --- a callback's exception -----------------------------------------------------------
+# While patchjit kernels run, numba's unraisable reports of cfunc errors are kept here
+# instead of printed (the engine raises the callback's own exception instead); any other
+# unraisable report goes to the previous hook.
+
+_HOOK_LOCK = threading.Lock()
+_ACTIVE = [0]
+_PREVIOUS_HOOK = None
+_SEEN: list = []  # recent exceptions reported by cfuncs, newest last
+_CFUNC_OBJECT = "<numba.core.cpu.CPUContext"
+
+
+def _hook(unraisable):
+    obj = unraisable.object
+    if _ACTIVE[0] > 0 and isinstance(obj, str) and obj.startswith(_CFUNC_OBJECT):
+        _SEEN.append(unraisable.exc_value)
+        del _SEEN[:-8]
+        return
+    (_PREVIOUS_HOOK or sys.__unraisablehook__)(unraisable)
+
+
+@contextlib.contextmanager
+def capturing():
+    """Keep numba's cfunc error reports out of stderr while kernels run."""
+    global _PREVIOUS_HOOK
+    with _HOOK_LOCK:
+        if sys.unraisablehook is not _hook:
+            _PREVIOUS_HOOK = sys.unraisablehook
+            sys.unraisablehook = _hook
+        _ACTIVE[0] += 1
+    try:
+        yield
+    finally:
+        with _HOOK_LOCK:
+            _ACTIVE[0] -= 1
+
+
+def raise_callback_error(func, call, where: str):
+    """Raise the exception ``func`` raised on one patch, with its own type and message.
+
+    ``call()`` runs the user's function again on that patch from Python (the compiled
+    code raises normally there); ``where`` names the patch. If it does not raise again
+    (a callback that depends on state), the exception numba reported is raised.
+    """
+    note = f"raised by callback {_name(func)!r} on {where}"
+    try:
+        call()
+    except Exception as exc:
+        exc.add_note(note)
+        raise
+    exc = _SEEN[-1] if _SEEN else None
+    if exc is not None:
+        exc = exc.with_traceback(None)
+        exc.add_note(note + " (it did not raise when run again on that patch)")
+        raise exc
+    raise RuntimeError(f"callback {_name(func)!r} failed on {where}")

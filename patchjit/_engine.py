@@ -17,7 +17,14 @@ import numba
 import numpy as np
 
 from . import _kernels as K
-from ._callback import array_type, compile_callback, return_type
+from ._callback import (
+    array_type,
+    capturing,
+    compile_callback,
+    map_pointer,
+    process_pointer,
+    raise_callback_error,
+)
 
 # Work per block, in patch-pixels: about 1/64 of the job, between 2**16 and 2**23,
 # and a footprint of at most 2**20 accumulator elements. Fixed by the geometry alone,
@@ -35,6 +42,10 @@ _WAVE_BYTES = 8 << 20
 _WAVE_SECONDS = 0.25
 # Callback overhead, in patch-pixel units, added to each patch's cost.
 _CALL_COST = 16
+# Jobs below this much work (patch-pixels, channels included) run the serial kernels:
+# launching parallel regions costs more than it saves there, and on a busy machine
+# each launch may wait for a descheduled thread (see benchmarks/compile_cost.py).
+SERIAL_WORK = 1 << 24
 
 
 def accumulation_dtype(dtype) -> np.dtype:
@@ -157,14 +168,17 @@ def _predicted_layer() -> str:
     return "workqueue"
 
 
-def serial_wanted() -> bool:
+def serial_wanted(work=None) -> bool:
     """True when this call must run the serial kernels.
 
-    For ``threads=1``, and under numba's ``workqueue`` layer (not thread-safe: two
+    For ``threads=1``; for small jobs (``work`` patch-pixels below
+    :data:`SERIAL_WORK`); and under numba's ``workqueue`` layer (not thread-safe: two
     Python threads launching parallel kernels at once abort the process) whenever the
     caller is not the main thread. numba's parallel kernels are never entered then.
     """
     if getattr(_LOCAL, "serial", False):
+        return True
+    if work is not None and work < SERIAL_WORK:
         return True
     off_main = threading.current_thread() is not threading.main_thread()
     if off_main and _predicted_layer() == "workqueue":
@@ -229,13 +243,46 @@ def _strip_first(src, origins3, patch3, acc, region0, weights3):
 
 
 def _source_access(src, patch3, nc):
-    """(source array for the kernel, col, fetch) for an image or a stack of patches."""
+    """(source array for the kernel, source kind) for an image or a stack of patches."""
     if src.ndim == 7:
-        return src, K.col_none, K.fetch_stacked
+        return src, "stacked"
     src3 = src.reshape(src.shape[0], src.shape[1], src.shape[2] * nc)
     if patch3[0] == 1 and patch3[1] == 1:
-        return src3, K.col_none, K.fetch_row
-    return src3, K.col_strip, K.fetch_strip
+        return src3, "row"
+    return src3, "strip"
+
+
+def _work(origins3, patch3, nc) -> int:
+    return math.prod(len(o) for o in origins3) * math.prod(int(p) for p in patch3) * nc
+
+
+def _failed_patch(func, err, ksrc, source, origins3, patch3, swapped, view, oview, vshape,
+                  nc, nco, acc_dtype, args, region0=(0, 0, 0)):  # fmt: skip
+    """Raise the callback's own error for the first patch the kernel saw fail."""
+    rows = err[err[:, 0] >= 0]
+    i, j, k = (int(v) for v in rows[0])
+    o = [int(origins3[0][i]), int(origins3[1][j]), int(origins3[2][k])]
+    ps, pr, pw = (int(p) for p in patch3)
+    if source == "stacked":
+        flat = np.array(ksrc[i, j, k]).reshape(-1)
+    else:
+        s, r, x = o
+        flat = np.array(ksrc[s : s + ps, r : r + pr, x * nc : (x + pw) * nc]).reshape(-1)
+    patch = flat.reshape(K.view_shape(view, vshape, nc, flat.size))
+    patch.flags.writeable = False
+    index, origin = [i, j, k], [a - b for a, b in zip(o, region0)]
+    if swapped:
+        index[0], index[1] = index[1], index[0]
+        origin[0], origin[1] = origin[1], origin[0]
+    keep = 3 - sum(1 for a in range(2) if all(n == 1 for n in vshape[: a + 1]))
+    index, origin = tuple(index[3 - keep :]), tuple(origin[3 - keep :])
+    if oview is None:
+        where = f"patch {index} (origin {origin})"
+        raise_callback_error(func, lambda: func(patch, *args), where)
+    n_out = flat.size // nc * nco
+    out = np.full(K.view_shape(oview, vshape, nco, n_out), np.nan, dtype=acc_dtype)
+    where = f"patch {index} (origin {origin})"
+    raise_callback_error(func, lambda: func(patch, out, *args), where)
 
 
 def run_accumulate(
@@ -257,56 +304,69 @@ def run_accumulate(
     forces (True) or forbids (False) the serial kernels; default :func:`serial_wanted`.
     """
     nco = nc if nc_out is None else int(nc_out)
-    serial = serial_wanted() if serial is None else serial
+    small = _work(origins3, patch3, nco) < SERIAL_WORK
+    serial = serial_wanted() or small if serial is None else serial
     vshape = tuple(int(p) for p in patch3)
     if not acc.flags.c_contiguous:
         raise ValueError("acc must be C-contiguous")
+    swapped_in = origins3
     src, origins3, patch3, acc3, region0, weights3 = _strip_first(
         src, origins3, patch3, acc, region0, weights3
     )
-    ksrc, col, fetch = _source_access(src, patch3, nc)
+    swapped = origins3 is not swapped_in
+    ksrc, source = _source_access(src, patch3, nc)
+    cb = process_pointer(func, take, oview, src.dtype, acc.dtype, args)
     blocks = plan_blocks(origins3, patch3, nco)
     n_threads = _n_threads(serial)
     fshape = blocks[:, [K.B_FD, K.B_FH, K.B_FW]].max(axis=0)
     buf_bytes = int(np.prod(fshape)) * nco * acc.dtype.itemsize
     n_wave = min(len(blocks), max(_BLOCKS_PER_THREAD * n_threads, _WAVE_BYTES // buf_bytes))
     bufs = scratch((n_wave, fshape[0], fshape[1], fshape[2] * nco), acc.dtype)
-    # ``add`` puts a patch's output into the column's output strip and resets ``out`` to
-    # NaN; ``comb`` adds the strip into the block buffer.
+    n_out = math.prod(vshape) * nco
     if weights3 is not None:
-        add, comb = K.add_weighted_reset, K.add_sum
+        kind = K.WEIGHTED
         wts = np.ascontiguousarray(weights3, dtype=acc.dtype).reshape(-1)
     else:
-        add = (K.add_sum_reset, K.add_max_reset, K.add_min_reset)[red]
-        comb = (K.add_sum, K.add_max, K.add_min)[red]
-        wts = np.ones(1, dtype=acc.dtype)
+        kind = red
+        wts = np.ones(n_out, dtype=acc.dtype)
     init = (0.0, -np.inf, np.inf)[red]
     os_, or_, ow = origins3
     ps, pr, pw = (int(p) for p in patch3)
     limits = np.array([acc3.shape[0], acc3.shape[1]])
     counts = (blocks[:, 1] - blocks[:, 0]) * (blocks[:, 3] - blocks[:, 2])
     counts *= blocks[:, 5] - blocks[:, 4]
-    kernel = K.accumulate_blocks_serial if serial else K.accumulate_blocks
+    kernel = K.accumulate_kernel(source, kind, not serial)
     fold = K.fold_blocks_serial if serial else K.fold_blocks
-    # the first wave is one block: its time sizes the next waves (Ctrl-C, progress)
-    pace = WavePacer(first=1, lo=n_threads, hi=n_wave)
+    stop = np.zeros(1, dtype=np.int64)
+    err = np.full((n_wave, 3), -1, dtype=np.int64)
+    # the first wave is one block: its time sizes the next waves (Ctrl-C, progress);
+    # a small (serial) job runs as one wave
+    pace = WavePacer(first=n_wave if small else 1, lo=n_threads, hi=n_wave)
     start = 0
-    while start < len(blocks):
-        wave = blocks[start : start + pace.size]
-        t0 = time.perf_counter()
-        lo = np.clip(wave[:, [K.B_Y0D, K.B_Y0H]].min(axis=0) - region0[:2], 0, limits)
-        hi = (wave[:, [K.B_Y0D, K.B_Y0H]] + wave[:, [K.B_FD, K.B_FH]]).max(axis=0)
-        hi = np.clip(hi - region0[:2], 0, limits)
-        rows = (int(lo[0]), int(hi[0]), int(lo[1]), int(hi[1]))
-        kernel(
-            ksrc, col, fetch, take, oview, func, args, add, comb, init, os_, or_, ow,
-            ps, pr, pw, nc, nco, vshape, wts, wave, bufs, src.dtype,
+    with capturing():
+        while start < len(blocks):
+            wave = blocks[start : start + pace.size]
+            t0 = time.perf_counter()
+            lo = np.clip(wave[:, [K.B_Y0D, K.B_Y0H]].min(axis=0) - region0[:2], 0, limits)
+            hi = (wave[:, [K.B_Y0D, K.B_Y0H]] + wave[:, [K.B_FD, K.B_FH]]).max(axis=0)
+            hi = np.clip(hi - region0[:2], 0, limits)
+            rows = (int(lo[0]), int(hi[0]), int(lo[1]), int(hi[1]))
+            kernel(
+                ksrc, cb, args, init, os_, or_, ow, ps, pr, pw, nc, nco, vshape, wts, wave,
+                bufs, src.dtype, stop, err,
+            )  # fmt: skip
+            if stop[0]:
+                break
+            fold(wave, bufs, acc3, nco, red, region0, rows)
+            if progress is not None:
+                progress.update(int(counts[start : start + len(wave)].sum()))
+            start += len(wave)
+            pace.update(len(wave), time.perf_counter() - t0)
+    if stop[0]:
+        _failed_patch(
+            func, err, ksrc, source, origins3, patch3, swapped, take, oview, vshape, nc, nco,
+            acc.dtype, args, region0,
         )  # fmt: skip
-        fold(wave, bufs, acc3, nco, red, region0, rows)
-        if progress is not None:
-            progress.update(int(counts[start : start + len(wave)].sum()))
-        start += len(wave)
-        pace.update(len(wave), time.perf_counter() - t0)
     return acc
 
 
@@ -320,8 +380,9 @@ def run_map(src, take, func, args, origins3, patch3, res, progress=None, *, seri
     ``src`` is the read-only C-contiguous ``(D, H, W, C)`` image, ``res`` the
     C-contiguous ``(gd, gh, gw)`` result.
     """
-    serial = serial_wanted() if serial is None else serial
     nc = src.shape[3]
+    small = _work(origins3, patch3, nc) < SERIAL_WORK
+    serial = serial_wanted() or small if serial is None else serial
     vshape = tuple(int(p) for p in patch3)
     swap = len(origins3[0]) == 1 and patch3[0] == 1 and src.shape[0] == 1 and res.shape[0] == 1
     if swap:
@@ -329,7 +390,8 @@ def run_map(src, take, func, args, origins3, patch3, res, progress=None, *, seri
         origins3 = (origins3[1], origins3[0], origins3[2])
         patch3 = (patch3[1], patch3[0], patch3[2])
         res = res.reshape(res.shape[1], 1, res.shape[2])
-    ksrc, col, fetch = _source_access(src, patch3, nc)
+    ksrc, source = _source_access(src, patch3, nc)
+    cb = map_pointer(func, take, src.dtype, args)
     os_, or_, ow = origins3
     ps, pr, pw = (int(p) for p in patch3)
     gs, gr, gw = res.shape
@@ -342,22 +404,32 @@ def run_map(src, take, func, args, origins3, patch3, res, progress=None, *, seri
     nk = -(-gw // kchunk)
     n_units = ns * gr * nk
     per_unit = max(1, (gs * gr * gw) // n_units)
-    kernel = K.map_units_serial if serial else K.map_units
-    pace = WavePacer(first=1, lo=n_threads, hi=max(n_units, 1))
+    kernel = K.map_kernel(source, not serial)
+    pace = WavePacer(first=n_units if small else 1, lo=n_threads, hi=max(n_units, 1))
+    stop = np.zeros(1, dtype=np.int64)
+    err = np.full((max(n_units, 1), 3), -1, dtype=np.int64)
     u0 = 0
-    while u0 < n_units:
-        u1 = min(u0 + pace.size, n_units)
-        t0 = time.perf_counter()
-        kernel(
-            ksrc, col, fetch, take, func, args, os_, or_, ow, ps, pr, pw, nc, vshape, chunk,
-            kchunk, u0, u1, res, src.dtype,
+    with capturing():
+        while u0 < n_units:
+            u1 = min(u0 + pace.size, n_units)
+            t0 = time.perf_counter()
+            kernel(
+                ksrc, cb, args, os_, or_, ow, ps, pr, pw, nc, vshape, chunk, kchunk, u0, u1,
+                res, src.dtype, stop, err,
+            )  # fmt: skip
+            if stop[0]:
+                break
+            if progress is not None:
+                # units hold about per_unit patches; the last wave completes the count
+                left = progress.total - progress.n
+                progress.update(left if u1 == n_units else min((u1 - u0) * per_unit, left))
+            pace.update(u1 - u0, time.perf_counter() - t0)
+            u0 = u1
+    if stop[0]:
+        _failed_patch(
+            func, err, ksrc, source, origins3, patch3, swap, take, None, vshape, nc, nc,
+            None, args,
         )  # fmt: skip
-        if progress is not None:
-            # units hold about per_unit patches; the last wave completes the count
-            left = progress.total - progress.n
-            progress.update(left if u1 == n_units else min((u1 - u0) * per_unit, left))
-        pace.update(u1 - u0, time.perf_counter() - t0)
-        u0 = u1
     return res
 
 
@@ -383,19 +455,14 @@ class WavePacer:
         self.size = min(max(want, self.lo), self.hi)
 
 
-_INT = numba.typeof(0)
-_VSHAPE = numba.typeof((0, 0, 0))
-
-
 def patch_type(take, src_dtype):
     """The numba type of the patch the callback gets: read-only and C-contiguous."""
-    flat = array_type(src_dtype, 1, "C", readonly=True)
-    return return_type(take, (flat, _VSHAPE, _INT))
+    return array_type(src_dtype, K.view_ndim(take), "C", readonly=True)
 
 
 def out_type(oview, acc_dtype):
     """The numba type of the callback's ``out``: C-contiguous, in ``acc_dtype``."""
-    return return_type(oview, (array_type(acc_dtype, 1, "C"), _VSHAPE, _INT))
+    return array_type(acc_dtype, K.view_ndim(oview), "C")
 
 
 # Per callback dispatcher: the (view functions, dtypes, argument types) already checked.

@@ -28,42 +28,54 @@ Python threads under numba's ``workqueue`` layer, which is not thread-safe.
 
 from __future__ import annotations
 
-import os
+import functools
+import types as pytypes
 
-import numba
 import numpy as np
 from numba import carray, njit, prange
 from numba.core import types
 from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic
 
+from . import _cache
+
 SUM, MAX, MIN = 0, 1, 2
 
 # Block table columns: patch index ranges, then the block's footprint in the padded frame.
 B_I0D, B_I1D, B_I0H, B_I1H, B_I0W, B_I1W, B_Y0D, B_FD, B_Y0H, B_FH, B_X0, B_FW = range(12)
 
-# numba's on-disk cache for the callback-free kernels, opt-in only (see README): with
-# PATCHJIT_CACHE=1 *and* NUMBA_CACHE_DIR set, so that nothing is ever written into the
-# package's install folder.
-CACHE = os.environ.get("PATCHJIT_CACHE") == "1" and bool(numba.config.CACHE_DIR)
+
+# Helpers that a variant binds (see ``variant``); the plain module never calls them.
+_COL = _FETCH = _ADD = _COMB = _OP = None
+_RESET = False
 
 
-def _named(py_func, name):
-    """A copy of ``py_func`` called ``name``.
+def variant(impl, name, bound=None, *, cache=True, **options):
+    """Compile ``impl`` as a new numba function called ``name``.
 
-    numba's on-disk cache names its files after the function's qualified name and its
-    index ignores the compile flags, so a parallel and a serial dispatcher of one
-    Python function would load each other's machine code (a "serial" kernel then
-    launches parallel regions). Each variant gets its own name, hence its own files.
+    ``bound`` maps global names of ``impl`` to the helpers this variant uses (bound
+    when the variant is defined, so a cached variant's argument types are the same in
+    every process: a helper passed at call time would be typed by object identity).
+    Each variant has its own name, hence its own files in numba's disk cache, whose
+    index ignores the compile flags: a parallel and a serial variant of one function
+    would otherwise load each other's machine code. ``cache`` attaches patchjit's disk
+    cache (see :mod:`patchjit._cache`); ``options`` go to ``numba.njit``.
     """
-    import types
-
-    f = types.FunctionType(
-        py_func.__code__, py_func.__globals__, name, py_func.__defaults__, py_func.__closure__
-    )
+    g = impl.__globals__ if not bound else {**impl.__globals__, **bound}
+    f = pytypes.FunctionType(impl.__code__, g, name, impl.__defaults__, impl.__closure__)
     f.__qualname__ = name
-    f.__doc__ = py_func.__doc__
-    return f
+    f.__doc__ = impl.__doc__
+    f.__module__ = impl.__module__
+    dispatcher = njit(**options)(f)
+    return _cache.attach(dispatcher) if cache else dispatcher
+
+
+def twins(impl, name, **options):
+    """``(parallel, serial)`` variants of ``impl``, named ``name`` and ``name_serial``."""
+    return (
+        variant(impl, name, parallel=True, **options),
+        variant(impl, f"{name}_serial", **options),
+    )
 
 
 @intrinsic
@@ -139,8 +151,7 @@ def take_3dc(flat, vshape, nc):
 take_flat = take_1d
 
 
-# oview(o, vshape, nc): the block's flat ``out`` buffer in the callback's shape (once
-# per block, writeable).
+# oview(o, vshape, nc): the flat ``out`` buffer in the callback's shape (writeable).
 
 
 @njit(inline="always")
@@ -150,30 +161,47 @@ def oview_1d(o, vshape, nc):
 
 @njit(inline="always")
 def oview_1dc(o, vshape, nc):
-    return o.reshape((vshape[2], nc))
+    return carray(data_at(o, 0), (vshape[2], nc))
 
 
 @njit(inline="always")
 def oview_2d(o, vshape, nc):
-    return o.reshape((vshape[1], vshape[2]))
+    return carray(data_at(o, 0), (vshape[1], vshape[2]))
 
 
 @njit(inline="always")
 def oview_2dc(o, vshape, nc):
-    return o.reshape((vshape[1], vshape[2], nc))
+    return carray(data_at(o, 0), (vshape[1], vshape[2], nc))
 
 
 @njit(inline="always")
 def oview_3d(o, vshape, nc):
-    return o.reshape((vshape[0], vshape[1], vshape[2]))
+    return carray(data_at(o, 0), (vshape[0], vshape[1], vshape[2]))
 
 
 @njit(inline="always")
 def oview_3dc(o, vshape, nc):
-    return o.reshape((vshape[0], vshape[1], vshape[2], nc))
+    return carray(data_at(o, 0), (vshape[0], vshape[1], vshape[2], nc))
 
 
 oview_flat = oview_1d
+
+
+def view_ndim(view) -> int:
+    """Number of axes of the arrays ``view`` (a ``take_*``/``oview_*``) returns."""
+    name = view.py_func.__name__.split("_")[1]
+    return int(name[0]) + (name[-1] == "c")
+
+
+def view_shape(view, vshape, nc, n):
+    """The shape ``view`` gives a flat patch of ``n`` values (``take_*``/``oview_*``)."""
+    d, h, w = vshape
+    name = view.py_func.__name__.split("_")[1]
+    return {
+        "1d": (n,), "1dc": (w, nc), "2d": (h, w), "2dc": (h, w, nc), "3d": (d, h, w),
+        "3dc": (d, h, w, nc),
+    }[name]  # fmt: skip
+
 
 VIEWS = {
     (1, False): (take_1d, oview_1d),
@@ -224,7 +252,7 @@ def fetch_strip(src, strip, i, j, k, s, yr, x, off, n, nc):
 @njit(inline="always")
 def fetch_row(src, strip, i, j, k, s, yr, x, off, n, nc):
     # patches of one source row (1-D signals): already contiguous in the source
-    return src[s, yr, x * nc : x * nc + n]
+    return flat_view(src[s, yr], x * nc, n)
 
 
 @njit(inline="always")
@@ -256,83 +284,68 @@ def _nanmin(a, b):
 
 
 # add(dst, src, wts, t, n): dst[t:t+n] (op)= src[:n], one flat run. Unsigned offsets
-# spare numba's negative-index wraparound in the inner loop. The ``*_reset`` variants
-# add a patch's output and set it back to NaN in the same pass, so ``out`` holds NaN
-# whenever the callback is called (no stale values), without a separate fill pass.
+# spare numba's negative-index wraparound in the inner loop. ``wts`` has at least
+# ``n`` entries (ones when unweighted). The ``*_reset`` variants add a patch's output
+# and set it back to NaN in the same pass, so ``out`` holds NaN whenever the callback
+# is called (no stale values), without a separate fill pass.
 
 
 @njit(inline="always")
-def add_sum(dst, src, wts, t, n):
-    t = np.uint64(t)
-    for k in range(n):
-        q = np.uint64(k)
-        dst[t + q] += src[q]
+def _op_sum(d, s, w):
+    return d + s
 
 
 @njit(inline="always")
-def add_weighted(dst, src, wts, t, n):
-    t = np.uint64(t)
-    for k in range(n):
-        q = np.uint64(k)
-        dst[t + q] += wts[q] * src[q]
+def _op_weighted(d, s, w):
+    return d + w * s
 
 
 @njit(inline="always")
-def add_max(dst, src, wts, t, n):
-    t = np.uint64(t)
-    for k in range(n):
-        q = np.uint64(k)
-        dst[t + q] = _nanmax(dst[t + q], src[q])
+def _op_max(d, s, w):
+    return _nanmax(d, s)
 
 
 @njit(inline="always")
-def add_min(dst, src, wts, t, n):
+def _op_min(d, s, w):
+    return _nanmin(d, s)
+
+
+def _add_impl(dst, src, wts, t, n):
     t = np.uint64(t)
     for k in range(n):
         q = np.uint64(k)
-        dst[t + q] = _nanmin(dst[t + q], src[q])
+        dst[t + q] = _OP(dst[t + q], src[q], wts[q])
+        if _RESET:
+            src[q] = np.nan
 
 
-@njit(inline="always")
-def add_sum_reset(dst, src, wts, t, n):
-    t = np.uint64(t)
-    for k in range(n):
-        q = np.uint64(k)
-        dst[t + q] += src[q]
-        src[q] = np.nan
+def _adder(op, reset, name):
+    return variant(_add_impl, name, {"_OP": op, "_RESET": reset}, cache=False, inline="always")
 
 
-@njit(inline="always")
-def add_weighted_reset(dst, src, wts, t, n):
-    t = np.uint64(t)
-    for k in range(n):
-        q = np.uint64(k)
-        dst[t + q] += wts[q] * src[q]
-        src[q] = np.nan
+add_sum = _adder(_op_sum, False, "add_sum")
+add_weighted = _adder(_op_weighted, False, "add_weighted")
+add_max = _adder(_op_max, False, "add_max")
+add_min = _adder(_op_min, False, "add_min")
+add_sum_reset = _adder(_op_sum, True, "add_sum_reset")
+add_weighted_reset = _adder(_op_weighted, True, "add_weighted_reset")
+add_max_reset = _adder(_op_max, True, "add_max_reset")
+add_min_reset = _adder(_op_min, True, "add_min_reset")
 
-
-@njit(inline="always")
-def add_max_reset(dst, src, wts, t, n):
-    t = np.uint64(t)
-    for k in range(n):
-        q = np.uint64(k)
-        dst[t + q] = _nanmax(dst[t + q], src[q])
-        src[q] = np.nan
-
-
-@njit(inline="always")
-def add_min_reset(dst, src, wts, t, n):
-    t = np.uint64(t)
-    for k in range(n):
-        q = np.uint64(k)
-        dst[t + q] = _nanmin(dst[t + q], src[q])
-        src[q] = np.nan
+WEIGHTED = 3  # a fourth merge kind beside SUM, MAX, MIN: SUM with window weights
+# merge kind -> (add a patch output into the column strip, add the strip into the block)
+_ADDS = {
+    SUM: (add_sum_reset, add_sum),
+    MAX: (add_max_reset, add_max),
+    MIN: (add_min_reset, add_min),
+    WEIGHTED: (add_weighted_reset, add_sum),
+}
 
 
 @njit(inline="always")
 def _run_block(
-    blk, buf, strip, ostrip, o, src, col, fetch, view, oview, func, args, add, comb,
-    init, os_, or_, ow, ps, pr, pw, nc, nco, vshape, wts,
+    blk, buf, strip, ostrip, o, src, col, fetch, cb, args, add, comb, init, os_, or_,
+    ow, ps, pr, pw, nc, nco, vshape, wts, stop, err,
 ):  # fmt: skip
     fs, fr, fw = blk[B_FD], blk[B_FH], blk[B_FW]
     for q in range(o.size):
@@ -343,7 +356,6 @@ def _run_block(
             for k in range(fw * nco):
                 row[k] = init
     y0s, y0r, x0 = blk[B_Y0D], blk[B_Y0H], blk[B_X0]
-    ov = oview(o, vshape, nco)
     n_in = ps * pr * pw * nc
     n_out = ps * pr * pw * nco
     srow_in = pr * pw * nc
@@ -355,6 +367,8 @@ def _run_block(
     for j in range(blk[B_I0H], blk[B_I1H]):
         yr = or_[j]
         for k in range(blk[B_I0W], blk[B_I1W]):
+            if stop[0] != 0:
+                return  # a callback raised in another block: stop early
             x = ow[k]
             col(src, strip, y0s, y0s + fs, yr, x, pr, pw, nc)
             for q in range(fs * srow_out):
@@ -362,7 +376,12 @@ def _run_block(
             for i in range(blk[B_I0D], blk[B_I1D]):
                 s = os_[i]
                 patch = fetch(src, strip, i, j, k, s, yr, x, (s - y0s) * srow_in, n_in, nc)
-                func(view(patch, vshape, nc), ov, *args)
+                if cb(patch, o, vshape, nc, nco, args) == 0:
+                    # the callback raised (numba reported it as unraisable): note the
+                    # patch and stop; the engine raises the callback's own error
+                    stop[0] = 1
+                    err[0], err[1], err[2] = i, j, k
+                    return
                 add(ostrip, o, wts, (s - y0s) * srow_out, n_out)
             # the column's output strip into the block buffer, one run per row
             t_col = (yr - y0r) * row_step + (x - x0) * nco
@@ -372,16 +391,20 @@ def _run_block(
                     comb(dst, flat_view(ostrip, (a * pr + b) * run, run), wts, t, run)
 
 
-def accumulate_blocks_impl(
-    src, col, fetch, view, oview, func, args, add, comb, init, os_, or_, ow, ps, pr,
-    pw, nc, nco, vshape, wts, blocks, bufs, dtype_in,
+def _accumulate_impl(
+    src, cb, args, init, os_, or_, ow, ps, pr, pw, nc, nco, vshape, wts, blocks, bufs,
+    dtype_in, stop, err,
 ):  # fmt: skip
     """Run the callback on every patch of each block, overlap-adding into ``bufs[b]``.
 
-    ``add`` combines a patch output into the column's output strip (``add_weighted``
-    for windows), ``comb`` the output strip into the block buffer; ``init`` is the
-    reduction's identity. Scratch (strip, output strip, ``out``) is allocated once per
-    block, never per patch.
+    ``cb`` is the callback's typed function pointer (see :mod:`patchjit._callback`):
+    ``cb(flat_patch, flat_out, vshape, nc, nco, args)`` returns 1, or 0 when the user's
+    function raised; the first failing patch of block ``b`` is then written to
+    ``err[b]`` (its grid index) and ``stop[0]`` set, which stops every block. The
+    variant's bound helpers: ``_COL``/``_FETCH`` (source access), ``_ADD`` (a patch
+    output into the column's output strip) and ``_COMB`` (the strip into the block
+    buffer); ``init`` is the reduction's identity. Scratch (strip, output strip,
+    ``out``) is allocated once per block, never per patch.
     """
     fs_max = bufs.shape[1]
     for b in prange(blocks.shape[0]):
@@ -389,13 +412,29 @@ def accumulate_blocks_impl(
         ostrip = np.empty(fs_max * pr * pw * nco, dtype=bufs.dtype)
         o = np.empty(ps * pr * pw * nco, dtype=bufs.dtype)
         _run_block(
-            blocks[b], bufs[b], strip, ostrip, o, src, col, fetch, view, oview, func, args,
-            add, comb, init, os_, or_, ow, ps, pr, pw, nc, nco, vshape, wts,
+            blocks[b], bufs[b], strip, ostrip, o, src, _COL, _FETCH, cb, args, _ADD, _COMB,
+            init, os_, or_, ow, ps, pr, pw, nc, nco, vshape, wts, stop, err[b],
         )  # fmt: skip
 
 
-accumulate_blocks = njit(parallel=True)(accumulate_blocks_impl)
-accumulate_blocks_serial = njit(accumulate_blocks_impl)
+# source kind -> (col, fetch)
+_SOURCES = {
+    "strip": (col_strip, fetch_strip),
+    "row": (col_none, fetch_row),
+    "stacked": (col_none, fetch_stacked),
+}
+_KIND_NAMES = {SUM: "sum", MAX: "max", MIN: "min", WEIGHTED: "weighted"}
+
+
+@functools.cache
+def accumulate_kernel(source: str, kind: int, parallel: bool):
+    """The accumulate driver for a source access (``"strip"``, ``"row"``,
+    ``"stacked"``) and a merge kind (``SUM``, ``MAX``, ``MIN``, ``WEIGHTED``)."""
+    col, fetch = _SOURCES[source]
+    add, comb = _ADDS[kind]
+    name = f"accumulate_{source}_{_KIND_NAMES[kind]}" + ("" if parallel else "_serial")
+    bound = {"_COL": col, "_FETCH": fetch, "_ADD": add, "_COMB": comb}
+    return variant(_accumulate_impl, name, bound, parallel=parallel)
 
 
 def fold_blocks_impl(blocks, bufs, acc, nc, red, region0, rows):
@@ -441,8 +480,7 @@ def fold_blocks_impl(blocks, bufs, acc, nc, red, region0, rows):
                     row[t + q] = _nanmin(row[t + q], brow[s + q])
 
 
-fold_blocks = njit(parallel=True, cache=CACHE)(_named(fold_blocks_impl, "fold_blocks"))
-fold_blocks_serial = njit(cache=CACHE)(_named(fold_blocks_impl, "fold_blocks_serial"))
+fold_blocks, fold_blocks_serial = twins(fold_blocks_impl, "fold_blocks")
 
 
 def finalize_impl(acc, cd, ch, cw, nc, divide):
@@ -464,8 +502,7 @@ def finalize_impl(acc, cd, ch, cw, nc, divide):
                     row[q] = row[q] / c
 
 
-finalize = njit(parallel=True, cache=CACHE)(_named(finalize_impl, "finalize"))
-finalize_serial = njit(cache=CACHE)(_named(finalize_impl, "finalize_serial"))
+finalize, finalize_serial = twins(finalize_impl, "finalize")
 
 
 def finalize_window_impl(acc, ind_d, ind_h, vecs, pads, nc, divide):
@@ -506,18 +543,20 @@ def finalize_window_impl(acc, ind_d, ind_h, vecs, pads, nc, divide):
                     row[q] = row[q] / c
 
 
-finalize_window = njit(parallel=True, cache=CACHE)(_named(finalize_window_impl, "finalize_window"))
-finalize_window_serial = njit(cache=CACHE)(_named(finalize_window_impl, "finalize_window_serial"))
+finalize_window, finalize_window_serial = twins(finalize_window_impl, "finalize_window")
 
 
-def map_units_impl(
-    src, col, fetch, view, func, args, os_, or_, ow, ps, pr, pw, nc, vshape, chunk, kchunk,
-    u0, u1, res, dtype_in,
+def _map_units_impl(
+    src, cb, args, os_, or_, ow, ps, pr, pw, nc, vshape, chunk, kchunk, u0, u1, res,
+    dtype_in, stop, err,
 ):  # fmt: skip
     """``res[i, j, k] = func(patch(i, j, k), *args)`` for work units ``u0:u1``.
 
     A unit is ``chunk`` consecutive patches along S, one R origin and ``kchunk``
     columns; each column's strip is copied once and every patch is a slice of it.
+    ``cb(flat_patch, vshape, nc, args, value)`` stores the callback's value in
+    ``value[0]`` and returns 1, or 0 when the user's function raised: the patch's grid
+    index goes to ``err[u - u0]`` and ``stop[0]`` stops every unit.
     """
     gs, gr, gw = res.shape
     nk = -(-gw // kchunk)
@@ -533,18 +572,34 @@ def map_units_impl(
         s0 = os_[i0]
         s1 = os_[i1 - 1] + ps
         strip = np.empty((s1 - s0) * srow, dtype=dtype_in)
+        value = np.empty(1, dtype=np.float64)
         yr = or_[j]
         for k in range(kc * kchunk, min(kc * kchunk + kchunk, gw)):
+            if stop[0] != 0:
+                break
             x = ow[k]
-            col(src, strip, s0, s1, yr, x, pr, pw, nc)
+            _COL(src, strip, s0, s1, yr, x, pr, pw, nc)
+            failed = False
             for i in range(i0, i1):
                 s = os_[i]
-                patch = fetch(src, strip, i, j, k, s, yr, x, (s - s0) * srow, n, nc)
-                res[i, j, k] = func(view(patch, vshape, nc), *args)
+                patch = _FETCH(src, strip, i, j, k, s, yr, x, (s - s0) * srow, n, nc)
+                if cb(patch, vshape, nc, args, value) == 0:
+                    stop[0] = 1
+                    e = err[u - u0]
+                    e[0], e[1], e[2] = i, j, k
+                    failed = True
+                    break
+                res[i, j, k] = value[0]
+            if failed:
+                break
 
 
-map_units = njit(parallel=True)(map_units_impl)
-map_units_serial = njit(map_units_impl)
+@functools.cache
+def map_kernel(source: str, parallel: bool):
+    """The map driver for a source access (``"strip"`` or ``"row"``)."""
+    col, fetch = _SOURCES[source]
+    name = f"map_units_{source}" + ("" if parallel else "_serial")
+    return variant(_map_units_impl, name, {"_COL": col, "_FETCH": fetch}, parallel=parallel)
 
 
 # --- batches (process_batches, map_batches) -----------------------------------------
@@ -641,9 +696,5 @@ def _scatter_batch(outs, wts, weighted, red, od, oh, ow, g0, pw, nk, region0, ro
 
 # nogil: the serial variants run beside the user's function, which needs the GIL to
 # dispatch its own work (torch, numpy).
-gather_batch = njit(parallel=True, nogil=True, cache=CACHE)(_named(_gather_batch, "gather_batch"))
-gather_batch_serial = njit(nogil=True, cache=CACHE)(_named(_gather_batch, "gather_batch_serial"))
-scatter_batch = njit(parallel=True, nogil=True, cache=CACHE)(
-    _named(_scatter_batch, "scatter_batch")
-)
-scatter_batch_serial = njit(nogil=True, cache=CACHE)(_named(_scatter_batch, "scatter_batch_serial"))
+gather_batch, gather_batch_serial = twins(_gather_batch, "gather_batch", nogil=True)
+scatter_batch, scatter_batch_serial = twins(_scatter_batch, "scatter_batch", nogil=True)

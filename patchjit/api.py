@@ -153,7 +153,7 @@ def _merge(src, take, oview, func, args, grid: PatchGrid, acc_dtype, red, progre
     origins3 = E.canonical3(grid.origins, np.zeros(1, dtype=np.int64))
     patch3 = E.canonical3(grid.patch_shape, 1)
     region0 = tuple(int(b) for b, _ in E.canonical3(grid.pad_width, (0, 0)))
-    serial = E.serial_wanted()
+    serial = E.serial_wanted(grid.n_patches * int(np.prod(patch3)) * max(nc, nco))
     E.run_accumulate(
         src, take, oview, func, args, origins3, patch3, nc, weights3, _RED_CODES[red],
         acc, region0, progress, nc_out=nco, serial=serial,
