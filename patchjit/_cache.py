@@ -21,6 +21,7 @@ Nothing happens at import: a kernel's cache is opened when it first compiles.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -144,7 +145,7 @@ class _Locator(_SourceFileBackedLocatorMixin, _CacheLocator):
 
 
 class _Impl(CompileResultCacheImpl):
-    _locator_classes = [_Locator]
+    _locator_classes = (_Locator,)
 
 
 class _Cache(FunctionCache):
@@ -164,10 +165,9 @@ class _DeferredCache:
             if self._real is None:
                 real = NullCache()
                 if enabled():
-                    try:
+                    # RuntimeError: no locator, the folder is unwritable (warned)
+                    with contextlib.suppress(RuntimeError):
                         real = _Cache(self._py_func)
-                    except RuntimeError:  # no locator: the folder is unwritable (warned)
-                        pass
                 self._real = real
             return self._real
 

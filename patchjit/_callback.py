@@ -157,8 +157,8 @@ def _cacheable(func) -> bool:
 
 def _wrapper_name(kind, func, take, oview) -> str:
     py = func.py_func
-    parts = [kind, py.__module__.replace(".", "_"), py.__qualname__.replace(".", "_"),
-             take.py_func.__name__] + ([oview.py_func.__name__] if oview is not None else [])  # fmt: skip
+    parts = [kind, py.__module__.replace(".", "_"), py.__qualname__.replace(".", "_")]
+    parts += [v.py_func.__name__ for v in (take, oview) if v is not None]
     return "__".join(parts)
 
 

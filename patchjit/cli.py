@@ -550,7 +550,43 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--sigma", type=float, default=25.0, help="noise level (default 25)")
     demo.add_argument("--threads", type=int, metavar="N", help="numba threads")
     demo.set_defaults(handler=cmd_demo)
+
+    cache = sub.add_parser(
+        "cache", help="show, clear or fill the compile cache",
+        description="Show where patchjit's compile cache is and its size; --clear deletes "
+        "it, --precompile compiles the common signatures ahead of time. PATCHJIT_CACHE_DIR "
+        "moves the cache, PATCHJIT_CACHE=0 turns it off.",
+    )  # fmt: skip
+    act = cache.add_mutually_exclusive_group()
+    act.add_argument("--clear", action="store_true", help="delete every cached file")
+    act.add_argument("--precompile", action="store_true",
+                     help="compile the common signatures now (takes a few minutes)")  # fmt: skip
+    cache.set_defaults(handler=cmd_cache)
     return parser
+
+
+def cmd_cache(args) -> int:
+    from . import _cache
+
+    if args.clear:
+        n = _cache.clear()
+        print(f"removed {n} cache folder(s) under {_cache.base_dir()}")
+        return EXIT_OK
+    if args.precompile:
+        if not _cache.enabled():
+            raise UsageError("the cache is off (PATCHJIT_CACHE=0): nothing to precompile into")
+        from ._warmup import precompile
+
+        print(f"precompiling into {_cache.folder()} ...")
+        n = precompile()
+        print(f"{n} calls compiled or loaded")
+    files, nbytes = _cache.size()
+    state = "on" if _cache.enabled() else "off (PATCHJIT_CACHE=0)"
+    print(f"cache: {state}")
+    print(f"folder: {_cache.base_dir()}")
+    print(f"this version: {_cache.folder().name}")
+    print(f"size: {files} files, {nbytes / 1e6:.1f} MB")
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
