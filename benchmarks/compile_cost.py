@@ -1,14 +1,25 @@
-"""What compiles, and what each compilation costs: every row in a fresh process.
+"""What compiles, what each compilation costs, and first contact against numba's floor.
 
 Usage::
 
-    python benchmarks/compile_cost.py [--rounds 3]
+    python benchmarks/compile_cost.py [--rounds 3] [--skip-busy]
 
-Each step runs once in a new interpreter after the steps before it (so "new dtype"
-is the extra cost of a float64 image after a float32 one with the same callback).
-Reported: the median over ``--rounds`` processes, in seconds. With ``--cache`` the
-whole sequence runs twice with ``PATCHJIT_CACHE=1`` and a temporary
-``NUMBA_CACHE_DIR``; the second run shows what the opt-in on-disk cache saves.
+Every figure comes from fresh processes (median over ``--rounds``), measured side by
+side in one run:
+
+1. The step table: each step runs once in a new interpreter after the steps before it
+   (so "new dtype" is the extra cost of a float64 image after a float32 one with the
+   same callback), with a cold cache (an empty ``PATCHJIT_CACHE_DIR``), a warm one
+   (the same folder again) and the cache off (``PATCHJIT_CACHE=0``).
+2. Ratios against numba's own floor (warm cache): the seed script
+   (``benchmarks/seed.py``: the classic 100^2, 39^2, stride-1 case) against a process
+   that imports numba and compiles one tiny function; a new callback object in a warm
+   process against compiling and calling that callback alone with ``numba.njit``; a
+   new dtype likewise; the CLI on one small PNG with a built-in op against
+   ``patchjit --help``.
+3. A busy machine (``--skip-busy`` to leave out): with every core kept busy by other
+   processes, the classic case's per-call time (default threads) against ``threads=1``,
+   over several processes.
 """
 
 from __future__ import annotations
@@ -19,6 +30,8 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
+from pathlib import Path
 
 WORKER = r"""
 import json, sys, time
@@ -71,9 +84,106 @@ print(json.dumps(out))
 """
 
 
-def run_once(env) -> dict:
+RATIO_WORKER = r"""
+import json, time, numpy as np, numba, patchjit
+
+def make():
+    @numba.njit
+    def scale(patch, out, a):
+        for i in range(patch.shape[0]):
+            for j in range(patch.shape[1]):
+                out[i, j] = a * patch[i, j]
+    return scale
+
+g32 = np.random.default_rng(0).random((64, 64), dtype=np.float32)
+patchjit.process_image(g32, make(), 8, args=(1.0,))  # the process is warm
+f = make()
+t = time.perf_counter(); patchjit.process_image(g32, f, 8, args=(1.0,))
+new_cb = time.perf_counter() - t
+t = time.perf_counter(); patchjit.process_image(g32.astype(np.float64), f, 8, args=(1.0,))
+new_dtype = time.perf_counter() - t
+def alone(dtype):
+    h = make()
+    p = np.ones((8, 8), dtype=dtype); p.flags.writeable = False
+    o = np.empty((8, 8), dtype=dtype)
+    t = time.perf_counter(); h(p, o, 1.0)
+    return time.perf_counter() - t
+print(json.dumps({"new_cb": new_cb, "alone32": alone(np.float32),
+                  "new_dtype": new_dtype, "alone64": alone(np.float64)}))
+"""
+
+BUSY_WORKER = r"""
+import json, time, numpy as np, numba, patchjit
+@numba.njit
+def remove_mean(patch, out):
+    m = patch.mean()
+    for i in range(patch.shape[0]):
+        for j in range(patch.shape[1]):
+            out[i, j] = patch[i, j] - m
+img = np.random.default_rng(0).random((100, 100)).astype(np.float32)
+for threads in (None, 1):
+    patchjit.process_image(img, remove_mean, 39, 1, threads=threads)
+out = {}
+for threads in (None, 1):
+    ts = []
+    for _ in range(30):
+        t = time.perf_counter(); patchjit.process_image(img, remove_mean, 39, 1, threads=threads)
+        ts.append(time.perf_counter() - t)
+    out[str(threads)] = sorted(ts)[len(ts) // 2]
+print(json.dumps(out))
+"""
+
+HERE = Path(__file__).resolve().parent
+
+
+def _wall(cmd, env, rounds) -> float:
+    times = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        subprocess.run(cmd, env=env, capture_output=True, check=True)
+        times.append(time.perf_counter() - t)
+    return median(times)
+
+
+def floor_ratios(env, rounds) -> dict:
+    py = sys.executable
+    seed = _wall([py, str(HERE / "seed.py")], env, rounds)
+    floor = _wall([py, "-c", "import numba; numba.njit(lambda x: x + 1)(1)"], env, rounds)
+    runs = [run_once(env, RATIO_WORKER) for _ in range(rounds)]
+    r = {k: median([x[k] for x in runs]) for k in runs[0]}
+    with tempfile.TemporaryDirectory() as tmp:
+        import numpy as np
+        from PIL import Image
+
+        png = Path(tmp) / "one.png"
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (256, 256), np.uint8)).save(png)
+        cli = [py, "-m", "patchjit.cli", "run", str(png), "-o", str(Path(tmp) / "out"),
+               "--op", "median", "--patch", "5", "--overwrite"]  # fmt: skip
+        subprocess.run(cli, env=env, capture_output=True, check=True)  # warm the cache
+        t_cli = _wall(cli, env, rounds)
+        t_help = _wall([py, "-m", "patchjit.cli", "--help"], env, rounds)
+    return {
+        "seed script / numba floor": (seed, floor),
+        "new callback / that callback alone": (r["new_cb"], r["alone32"]),
+        "new dtype / the callback alone for it": (r["new_dtype"], r["alone64"]),
+        "CLI median on a 256^2 PNG / patchjit --help": (t_cli, t_help),
+    }
+
+
+def busy(env, rounds) -> tuple[list, list]:
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            for _ in range(os.cpu_count() or 2)]  # fmt: skip
+    try:
+        runs = [run_once(env, BUSY_WORKER) for _ in range(rounds)]
+    finally:
+        for h in hogs:
+            h.kill()
+    return [r["None"] for r in runs], [r["1"] for r in runs]
+
+
+def run_once(env, code=WORKER) -> dict:
     proc = subprocess.run(
-        [sys.executable, "-c", WORKER], env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -86,27 +196,32 @@ def median(values):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--cache", action="store_true", help="also measure the disk cache")
+    parser.add_argument("--skip-busy", action="store_true")
     args = parser.parse_args()
-    env = dict(os.environ)
-    env.pop("PATCHJIT_CACHE", None)
-    runs = [run_once(env) for _ in range(args.rounds)]
-    rows = {k: median([r[k] for r in runs]) for k in runs[0]}
-    cached = None
-    if args.cache:
-        with tempfile.TemporaryDirectory() as tmp:
-            cenv = dict(env, PATCHJIT_CACHE="1", NUMBA_CACHE_DIR=tmp)
-            run_once(cenv)  # fills the cache
-            cruns = [run_once(cenv) for _ in range(args.rounds)]
-        cached = {k: median([r[k] for r in cruns]) for k in cruns[0]}
-    print(
-        f"| step | seconds (median of {args.rounds} processes) |"
-        + (" with PATCHJIT_CACHE=1 (warm cache) |" if cached else "")
-    )
-    print("|---|---:|" + ("---:|" if cached else ""))
-    for k, v in rows.items():
-        extra = f" {cached[k]:.2f} |" if cached else ""
-        print(f"| {k} | {v:.2f} |{extra}")
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PATCHJIT_")}
+    with tempfile.TemporaryDirectory() as tmp:
+        env = dict(base, PATCHJIT_CACHE_DIR=tmp)
+        cold = run_once(env)  # the first process fills the cache
+        warm = [run_once(env) for _ in range(args.rounds)]
+        off = [run_once(dict(base, PATCHJIT_CACHE="0")) for _ in range(args.rounds)]
+        ratios = floor_ratios(env, args.rounds)
+        busy_runs = None if args.skip_busy else busy(env, args.rounds)
+    print(f"| step | cold cache | warm cache (median of {args.rounds}) | cache off |")
+    print("|---|---:|---:|---:|")
+    for k in cold:
+        w = median([r[k] for r in warm])
+        o = median([r[k] for r in off])
+        print(f"| {k} | {cold[k]:.2f} | {w:.2f} | {o:.2f} |")
+    print("\n| ratio (warm cache) | A s | B s | A/B |")
+    print("|---|---:|---:|---:|")
+    for k, (a, b) in ratios.items():
+        print(f"| {k} | {a:.3f} | {b:.3f} | {a / b:.2f} |")
+    if busy_runs:
+        par, ser = busy_runs
+        print("\nBusy machine (every core kept busy), classic case, per-call median (ms):")
+        for i, (p, s1) in enumerate(zip(par, ser)):
+            print(f"- process {i + 1}: default {p * 1e3:.2f}, threads=1 {s1 * 1e3:.2f}, "
+                  f"ratio {p / s1:.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ def precompile(echo=print) -> int:
     for parallel in (False, True):
         ctx = _parallel_everywhere() if parallel else contextlib.nullcontext()
         with ctx:
-            for name, job in _jobs():
+            for _name, job in _jobs():
                 try:
                     job()
                 except (TypeError, ValueError):

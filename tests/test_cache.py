@@ -90,11 +90,9 @@ def test_unwritable_folder_warns_once_and_works(tmp_path):
 def test_two_processes_fill_one_cache_at_once(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PATCHJIT_")}
     env["PATCHJIT_CACHE_DIR"] = str(tmp_path)
-    procs = [
-        subprocess.Popen([sys.executable, "-c", CALL], env=env, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)  # fmt: skip
-        for _ in range(2)
-    ]
+    cmd = [sys.executable, "-c", CALL]
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    procs = [subprocess.Popen(cmd, env=env, **pipes) for _ in range(2)]
     outs = [p.communicate(timeout=600) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
     assert outs[0][0] == outs[1][0]
