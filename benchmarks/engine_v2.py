@@ -1,8 +1,8 @@
-"""Engine v2 against patchjit 0.1.0 (commit 88ed818), side by side, interleaved.
+"""This tree's engine against an older commit (default 0.1.0, 88ed818), side by side.
 
 Usage::
 
-    python benchmarks/engine_v2.py [--rounds 3] [--reps 5] [--only NAME ...]
+    python benchmarks/engine_v2.py [--rounds 3] [--reps 5] [--old COMMIT] [NAME ...]
 
 The old commit is extracted with ``git archive`` into a temporary folder; every round
 runs one fresh subprocess per engine (old, new, alternating), with ``PYTHONPATH``
@@ -138,6 +138,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--old", default=OLD_COMMIT, help=f"commit to compare with ({OLD_COMMIT})")
     ap.add_argument("--worker", action="store_true")
     ap.add_argument("names", nargs="*")
     a = ap.parse_args()
@@ -152,7 +153,7 @@ def main():
         old = Path(tmp) / "old"
         old.mkdir()
         arch = subprocess.run(
-            ["git", "archive", OLD_COMMIT], cwd=ROOT, capture_output=True, check=True
+            ["git", "archive", a.old], cwd=ROOT, capture_output=True, check=True
         )
         subprocess.run(["tar", "-x", "-C", str(old)], input=arch.stdout, check=True)
         times = {"old": {}, "new": {}}
@@ -168,7 +169,7 @@ def main():
                 for n, v in got.items():
                     times[label].setdefault(n, []).extend(v.get("times", []))
                 print(f"round {r + 1} {label}: {json.dumps(got)}", file=sys.stderr)
-    print("| workload | 0.1.0 (s) | v2 (s) | v2 / 0.1.0 |")
+    print(f"| workload | {a.old} (s) | this tree (s) | this / {a.old} |")
     print("|---|---:|---:|---:|")
     for n in names:
         o, w = times["old"].get(n), times["new"].get(n)

@@ -6,9 +6,9 @@ compile (a PyTorch model, NumPy over a stack of patches) run through
 :func:`process_batches` and :func:`map_batches`.
 """
 
-from ._batches import map_batches, process_batches
 from ._grid import PatchGrid
 from .api import map_patches, patchify, process_image, unpatchify
+from .batches import map_batches, process_batches
 
 __version__ = "0.2.0"
 

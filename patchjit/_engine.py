@@ -304,8 +304,8 @@ def run_accumulate(
     forces (True) or forbids (False) the serial kernels; default :func:`serial_wanted`.
     """
     nco = nc if nc_out is None else int(nc_out)
-    small = _work(origins3, patch3, nco) < SERIAL_WORK
-    serial = serial_wanted() or small if serial is None else serial
+    if serial is None:
+        serial = serial_wanted(_work(origins3, patch3, nco))
     vshape = tuple(int(p) for p in patch3)
     if not acc.flags.c_contiguous:
         raise ValueError("acc must be C-contiguous")
@@ -339,9 +339,9 @@ def run_accumulate(
     fold = K.fold_blocks_serial if serial else K.fold_blocks
     stop = np.zeros(1, dtype=np.int64)
     err = np.full((n_wave, 3), -1, dtype=np.int64)
-    # the first wave is one block: its time sizes the next waves (Ctrl-C, progress);
-    # a small (serial) job runs as one wave
-    pace = WavePacer(first=n_wave if small else 1, lo=n_threads, hi=n_wave)
+    # the first wave is one block: its time sizes the next waves (Ctrl-C, progress;
+    # a small job is small in pixels, not necessarily in time: its callback may be slow)
+    pace = WavePacer(first=1, lo=n_threads, hi=n_wave)
     start = 0
     with capturing():
         while start < len(blocks):
@@ -381,8 +381,8 @@ def run_map(src, take, func, args, origins3, patch3, res, progress=None, *, seri
     C-contiguous ``(gd, gh, gw)`` result.
     """
     nc = src.shape[3]
-    small = _work(origins3, patch3, nc) < SERIAL_WORK
-    serial = serial_wanted() or small if serial is None else serial
+    if serial is None:
+        serial = serial_wanted(_work(origins3, patch3, nc))
     vshape = tuple(int(p) for p in patch3)
     swap = len(origins3[0]) == 1 and patch3[0] == 1 and src.shape[0] == 1 and res.shape[0] == 1
     if swap:
@@ -405,7 +405,7 @@ def run_map(src, take, func, args, origins3, patch3, res, progress=None, *, seri
     n_units = ns * gr * nk
     per_unit = max(1, (gs * gr * gw) // n_units)
     kernel = K.map_kernel(source, not serial)
-    pace = WavePacer(first=n_units if small else 1, lo=n_threads, hi=max(n_units, 1))
+    pace = WavePacer(first=1, lo=n_threads, hi=max(n_units, 1))
     stop = np.zeros(1, dtype=np.int64)
     err = np.full((max(n_units, 1), 3), -1, dtype=np.int64)
     u0 = 0

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import itertools
-
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -12,290 +9,28 @@ from . import _engine as E
 from . import _kernels as K
 from ._callback import check_args, resolve
 from ._cast import to_dtype
+from ._dispatch import is_dask, on_dask
 from ._grid import PatchGrid
-from ._progress import Progress
-from ._validate import MAX_CHANNELS_GUESS, as_image, check_choice, resolve_threads
-from ._windows import check_representable
-
-REDUCTIONS = ("mean", "sum", "max", "min")
-PAD_MODES = ("reflect", "symmetric", "edge", "constant", "wrap", "linear_ramp",
-             "maximum", "mean", "median", "minimum")  # fmt: skip
-_RED_CODES = {"mean": K.SUM, "sum": K.SUM, "max": K.MAX, "min": K.MIN}
+from ._plan import (  # noqa: F401 (PAD_MODES ... _window_profiles: re-exported)
+    _RED_CODES,
+    PAD_MODES,
+    REDUCTIONS,
+    _check_merge_geometry,
+    _check_out,
+    _check_pad,
+    _check_window,
+    _merge,
+    _normalise,
+    _output_dtype,
+    _patches_layout,
+    _result_shape,
+    _running,
+    _source4,
+    _window_profiles,
+)
+from ._validate import as_image, resolve_threads
 
 __all__ = ["map_patches", "patchify", "process_image", "unpatchify"]
-
-
-# --- helpers ------------------------------------------------------------------------
-
-
-def _is_dask(x) -> bool:
-    """True for a dask array, checked without importing dask (an optional extra)."""
-    return type(x).__module__.split(".")[0] == "dask"
-
-
-def _on_dask(name: str, params: dict):
-    """Hand a call with a dask array to :mod:`patchjit.dask` (lazy result)."""
-    from . import dask as lazy
-
-    return getattr(lazy, name)(**params)
-
-
-def _output_dtype(dtype, default, out):
-    if dtype is None:
-        dtype = out.dtype if out is not None else default
-    try:
-        dtype = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"dtype {dtype!r} is not a numpy dtype") from None
-    if dtype.kind not in "iuf":
-        raise ValueError(f"dtype must be a floating-point or integer dtype, got {dtype}")
-    if out is not None and out.dtype != dtype:
-        raise ValueError(f"out has dtype {out.dtype} but the requested dtype is {dtype}")
-    return dtype
-
-
-def _check_out(out, shape, image):
-    if out is None:
-        return
-    if not isinstance(out, np.ndarray):
-        raise TypeError(f"out must be a numpy array, got {type(out).__name__}")
-    if out.shape != tuple(shape):
-        raise ValueError(f"out has shape {out.shape} but the result has shape {tuple(shape)}")
-    if not out.flags.writeable:
-        raise ValueError("out is read-only; pass a writeable array")
-    if image is not None and np.shares_memory(out, image):
-        raise ValueError("out shares memory with the input; pass a separate array")
-
-
-def _source4(img: np.ndarray, grid: PatchGrid, pad_mode, pad_value) -> np.ndarray:
-    """Read-only, C-contiguous 4-D ``(D, H, W, C)`` view of the image.
-
-    A padded copy for edge='pad'. Any other layout (F-ordered, strided, channels not
-    last) is copied once into C order: patch rows are then contiguous in memory (an
-    F-ordered image otherwise runs about 5x slower) and the kernels compile for one
-    layout only.
-    """
-    v = img if grid.channel_axis is None else np.moveaxis(img, grid.channel_axis, -1)
-    if grid.edge == "pad" and any(b or a for b, a in grid.pad_width):
-        widths = list(grid.pad_width) + ([(0, 0)] if grid.channel_axis is not None else [])
-        kw = {"constant_values": pad_value} if pad_mode == "constant" else {}
-        v = np.pad(v, widths, mode=pad_mode, **kw)
-    v = np.ascontiguousarray(v)
-    if grid.channel_axis is None:
-        v = v[..., None]
-    v = v.reshape((1,) * (3 - grid.ndim) + v.shape)
-    v = v.view()
-    v.flags.writeable = False
-    return v
-
-
-def _check_pad(grid: PatchGrid, img_dtype, pad_mode, pad_value):
-    check_choice(pad_mode, "pad_mode", PAD_MODES)
-    if grid.edge != "pad" or pad_mode != "constant":
-        return
-    if not isinstance(pad_value, (int, float, np.integer, np.floating, bool)):
-        raise TypeError(f"pad_value must be a number, got {pad_value!r}")
-    if img_dtype.kind in "iub":
-        info = np.iinfo(img_dtype) if img_dtype.kind != "b" else None
-        if info is None:
-            ok = pad_value in (0, 1)
-        else:
-            ok = float(pad_value).is_integer() and info.min <= pad_value <= info.max
-        if not ok:
-            rng = "0 or 1" if info is None else f"an integer in [{info.min}, {info.max}]"
-            raise ValueError(
-                f"pad_value {pad_value!r} is not representable in the image dtype "
-                f"{img_dtype}; use {rng}"
-            )
-
-
-def _check_window(grid: PatchGrid, acc_dtype) -> None:
-    """Refuse window weights that ``acc_dtype`` accumulation cannot represent."""
-    sigma = grid.sigma if isinstance(grid.window, str) and grid.window == "gaussian" else None
-    check_representable(grid.window_array, acc_dtype, grid.window, sigma)
-
-
-def _check_merge_geometry(grid: PatchGrid, reduce):
-    red = check_choice(reduce, "reduce", REDUCTIONS)
-    if red in ("max", "min") and grid.window is not None:
-        raise ValueError(
-            f"window={grid.window!r} cannot be combined with reduce={red!r}; windows "
-            f"weight the 'mean' and 'sum' reductions only"
-        )
-    if grid.edge != "valid":
-        gaps = [a for a, (p, s) in enumerate(zip(grid.patch_shape, grid.step)) if s > p]
-        if gaps:
-            raise ValueError(
-                f"step {grid.step} is larger than patch_shape {grid.patch_shape} on axis "
-                f"{gaps[0]}, so edge={grid.edge!r} cannot cover every pixel; use "
-                f"edge='valid' (uncovered pixels become NaN) or a step <= the patch size"
-            )
-    return red
-
-
-def _merge(src, take, oview, func, args, grid: PatchGrid, acc_dtype, red, progress, *,
-           nc_out=None):  # fmt: skip
-    """Accumulate over the grid, normalise; return the float result in image layout.
-
-    ``nc_out`` (default the image's channel count) is the callback's output channel
-    count; the result then has ``nc_out`` channels where the image had its channel axis
-    (last when the image has none and ``nc_out`` is given).
-    """
-    nc = grid.n_channels
-    nco = nc if nc_out is None else int(nc_out)
-    sp = E.canonical3(grid.spatial_shape, 1)
-    init = 0.0 if red in ("mean", "sum") else (-np.inf if red == "max" else np.inf)
-    acc = np.full((sp[0], sp[1], sp[2] * nco), init, dtype=acc_dtype)
-    weights3 = None
-    if grid.window_array is not None:
-        w = grid.window_array.reshape(E.canonical3(grid.patch_shape, 1))
-        weights3 = np.ascontiguousarray(np.repeat(w, nco, axis=2), dtype=acc_dtype)
-    origins3 = E.canonical3(grid.origins, np.zeros(1, dtype=np.int64))
-    patch3 = E.canonical3(grid.patch_shape, 1)
-    region0 = tuple(int(b) for b, _ in E.canonical3(grid.pad_width, (0, 0)))
-    serial = E.serial_wanted(grid.n_patches * int(np.prod(patch3)) * max(nc, nco))
-    E.run_accumulate(
-        src, take, oview, func, args, origins3, patch3, nc, weights3, _RED_CODES[red],
-        acc, region0, progress, nc_out=nco, serial=serial,
-    )  # fmt: skip
-    _normalise(acc, grid, nco, red, serial)
-    result = acc.reshape((*grid.spatial_shape, nco))
-    if grid.channel_axis is None:
-        return result if nc_out is not None else result[..., 0]
-    return np.moveaxis(result, -1, grid.channel_axis)
-
-
-def _normalise(acc, grid: PatchGrid, nco: int, red: str, serial: bool) -> None:
-    """Divide ``acc`` (``(D, H, W * nco)``) by the coverage in place (``red="mean"``),
-    and mark pixels no patch covers NaN; the coverage in closed form, never a
-    full-size map."""
-    if grid.window_array is not None and grid.window_vectors is None:
-        ind, vecs, pads = _window_profiles(grid)
-        fin = K.finalize_window_serial if serial else K.finalize_window
-        fin(acc, ind[0], ind[1], vecs, pads, nco, red == "mean")
-    else:
-        vecs = E.canonical3([grid.axis_coverage(a) for a in range(grid.ndim)], np.ones(1))
-        fin = K.finalize_serial if serial else K.finalize
-        fin(acc, *vecs, nco, red == "mean")
-
-
-def _window_profiles(grid: PatchGrid):
-    """Inputs of ``finalize_window`` for a non-separable window (all O(patch x axis)).
-
-    Origin indicators on the leading axes (padded frame), and per leading window
-    position the window's last-axis profile convolved with the last axis's origin
-    indicator: summed over the positions whose patch rows cover an output row, they
-    give that row's coverage (as :meth:`PatchGrid.coverage` does for the whole map).
-    """
-    padded = E.canonical3(grid.padded_shape, 1)
-    origins = E.canonical3(grid.origins, np.zeros(1, dtype=np.int64))
-    ind = []
-    for n, o in zip(padded, origins):
-        v = np.zeros(n)
-        v[o] = 1.0
-        ind.append(v)
-    w = grid.window_array.reshape(E.canonical3(grid.patch_shape, 1))
-    vecs = np.empty((w.shape[0], w.shape[1], padded[2]))
-    for a in range(w.shape[0]):
-        for b in range(w.shape[1]):
-            vecs[a, b] = np.convolve(ind[2], w[a, b])[: padded[2]]
-    pads = tuple(int(b) for b, _ in E.canonical3(grid.pad_width, (0, 0)))
-    return ind, vecs, pads
-
-
-@contextlib.contextmanager
-def _running(threads, progress, total):
-    """Apply the thread count and show an optional tqdm bar for one call."""
-    bar = Progress(total) if progress else None
-    try:
-        with E.thread_limit(threads):
-            yield bar
-    finally:
-        if bar is not None:
-            bar.close()
-
-
-def _refuse_flat_channels(shape, image_shape) -> None:
-    """Flattened patches spanning a short last axis: channels, or a spatial axis?"""
-    last = image_shape[-1]
-    m = len(image_shape)
-    if m < 2 or shape[-1] != last or last > MAX_CHANNELS_GUESS or last >= max(image_shape[:-1]):
-        return
-    raise ValueError(
-        f"flattened patches of shape {tuple(shape[1:])} for image_shape {image_shape} are "
-        f"ambiguous: the last axis ({last} entries) may hold channels of a {m - 1}-D image "
-        f"or be a spatial axis. Pass channel_axis=-1 for channels, or step as a tuple of "
-        f"{m} entries for {m} spatial axes (or pass the patches in the grid form that "
-        f"patchify returns)"
-    )
-
-
-def _patches_layout(shape, image_shape, step, overlap, edge, channel_axis, window, sigma):
-    """The :class:`PatchGrid` that ``unpatchify`` reads patches of ``shape`` on.
-
-    The readings, in order of preference (the first that fits the geometry wins):
-    the grid form ``(*grid_shape, *patch_shape)``; the grid form with channels last
-    ``(*grid_shape, *patch_shape, C)`` (``2 * len(image_shape) - 1`` axes, what
-    :func:`patchify` returns for an image with channels); the flattened form
-    ``(n_patches, *patch_shape)``. ``channel_axis`` (or ``step``/``overlap`` given as a
-    tuple, one entry per spatial axis) narrows the choice. ``edge=None`` takes the
-    ``"cover"`` grid if the patches fit it, else the ``"valid"`` one (:func:`patchify`'s).
-    """
-    m, nd = len(image_shape), len(shape)
-    if channel_axis is not None:
-        k = m - 1
-        readings = [(True, k)] if nd == 2 * k + 1 else [(False, k)] if nd == k + 2 else []
-    else:
-        readings = [(True, m, None)] if nd == 2 * m else []
-        if nd == 2 * m - 1 and m >= 2:
-            readings.append((True, m - 1, m - 1))
-        if nd == m + 1:
-            readings.append((False, m, None))
-        readings = [(g, k) for g, k, _ in readings]
-    ranks = {len(v) for v in (step, overlap) if isinstance(v, (tuple, list, np.ndarray))}
-    readings = [(g, k) for g, k in readings if not ranks or ranks == {k}]
-    if not readings:
-        with_c = " with channels" if channel_axis is not None else ""
-        raise ValueError(
-            f"patches with {nd} axes do not match image_shape {image_shape}{with_c}: "
-            f"expected the grid form (*grid_shape, *patch_shape[, C]) or the flattened "
-            f"form (n_patches, *patch_shape[, C]); for flattened patches with channels "
-            f"pass channel_axis"
-        )
-    error = None
-    edges = ("cover", "valid") if edge is None else (edge,)
-    for (grid_form, k), edge in itertools.product(readings, edges):
-        ch = channel_axis if channel_axis is not None else (m - 1 if k < m else None)
-        lead = k if grid_form else 1
-        try:
-            grid = PatchGrid(
-                image_shape, tuple(shape[lead : lead + k]), step, edge, overlap=overlap,
-                channel_axis=ch, window=window, sigma=sigma,
-            )  # fmt: skip
-        except ValueError as exc:
-            error = error or exc
-            continue
-        if (
-            len(edges) > 1
-            and edge == "cover"
-            and any(st > p for st, p in zip(grid.step, grid.patch_shape))
-        ):
-            continue  # gaps between patches: only the 'valid' grid describes them
-        tail = grid.patch_shape + ((grid.n_channels,) if ch is not None else ())
-        want = grid.grid_shape if grid_form else (grid.n_patches,)
-        if tuple(shape[lead:]) == tail and tuple(shape[:lead]) == want:
-            if not grid_form and ch is None and not ranks:
-                _refuse_flat_channels(shape, image_shape)
-            return grid
-        got = f"a {tuple(shape[:lead])} grid of" if lead > 1 else f"{shape[0]}"
-        error = error or ValueError(
-            f"{got} patches of shape {tuple(shape[lead:])} do not fit "
-            f"the grid of image shape {image_shape}, patch {grid.patch_shape}, step "
-            f"{grid.step}, edge {edge!r}: it has {grid.n_patches} patches, grid "
-            f"{grid.grid_shape}, each of shape {tail}"
-        )
-    raise error
-
 
 # --- public API ---------------------------------------------------------------------
 
@@ -429,8 +164,8 @@ def process_image(
     >>> float(abs(result).max())  # a linear ramp has no local detail left
     7.0
     """
-    if _is_dask(image):
-        return _on_dask("process_image", locals())
+    if is_dask(image):
+        return on_dask("process_image", locals())
     img = as_image(image)
     grid = PatchGrid(
         img.shape, patch_shape, step, edge, overlap=overlap, channel_axis=channel_axis,
@@ -454,21 +189,6 @@ def process_image(
         result = _merge(src, take, oview, func, args, grid, acc_dtype, red, bar,
                         nc_out=out_channels)  # fmt: skip
     return to_dtype(result, out_dtype, out)
-
-
-def _result_shape(shape, grid: PatchGrid, out_channels):
-    """The shape of ``process_image``'s result, checking ``out_channels``."""
-    if out_channels is None:
-        return tuple(shape)
-    if isinstance(out_channels, bool) or not isinstance(out_channels, (int, np.integer)):
-        raise TypeError(f"out_channels must be an int, got {out_channels!r}")
-    if out_channels < 1:
-        raise ValueError(f"out_channels must be >= 1, got {out_channels}")
-    if grid.channel_axis is None:
-        return (*shape, int(out_channels))
-    shape = list(shape)
-    shape[grid.channel_axis] = int(out_channels)
-    return tuple(shape)
 
 
 def map_patches(
@@ -552,8 +272,8 @@ def map_patches(
            [5., 5., 5.],
            [5., 5., 5.]])
     """
-    if _is_dask(image):
-        return _on_dask("map_patches", locals())
+    if is_dask(image):
+        return on_dask("map_patches", locals())
     img = as_image(image)
     grid = PatchGrid(
         img.shape, patch_shape, step, edge, overlap=overlap, channel_axis=channel_axis,
@@ -693,8 +413,8 @@ def unpatchify(
     ...
     ValueError: 3 patches of shape (2,) do not fit the grid of image shape (5,), ...
     """
-    if _is_dask(patches):
-        return _on_dask("unpatchify", locals())
+    if is_dask(patches):
+        return on_dask("unpatchify", locals())
     arr = as_image(patches, "patches")
     image_shape = tuple(int(n) for n in image_shape)
     if edge == "pad":

@@ -1,0 +1,279 @@
+"""Public batch functions: :func:`process_batches` and :func:`map_batches`.
+
+Any Python function over a stack of patches (a PyTorch model, NumPy, scikit-image): the
+checks and the plan are here, the pipelined gather/merge core is in
+:mod:`patchjit._batches`, and dask arrays go to :mod:`patchjit.dask`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _engine as E
+from ._batches import (
+    DEFAULT_BATCH_SIZE,
+    _check_batch_size,
+    _check_func,
+    _values_dtype,
+    accumulate_batches,
+    batch_weights,
+    map_values,
+)
+from ._cast import to_dtype
+from ._dispatch import is_dask, on_dask
+from ._grid import PatchGrid
+from ._plan import (
+    _check_merge_geometry,
+    _check_out,
+    _check_pad,
+    _check_window,
+    _normalise,
+    _out_layout,
+    _output_dtype,
+    _running,
+    _source4,
+)
+from ._validate import as_image, resolve_threads
+
+__all__ = ["map_batches", "process_batches"]
+
+
+def process_batches(
+    image,
+    func,
+    patch_shape,
+    step=None,
+    *,
+    overlap=None,
+    batch_size=DEFAULT_BATCH_SIZE,
+    out_channels=None,
+    edge="cover",
+    dtype=None,
+    threads=None,
+    channel_axis=None,
+    window=None,
+    sigma=None,
+    reduce="mean",
+    pad_mode="reflect",
+    pad_value=0,
+    out=None,
+    progress=False,
+):
+    """Run any Python function on batches of patches; merge by weighted overlap-add.
+
+    The batch counterpart of :func:`process_image` for functions numba cannot compile:
+    a PyTorch model, a scikit-image call, a NumPy expression over a stack of patches.
+    Same geometry, edges, windows, reductions, dtypes and result as
+    :func:`process_image` with an equivalent callback (to float rounding), and the same
+    bits for any ``batch_size`` and any ``threads``. Gathering patches and merging
+    outputs are compiled; they run in a background thread while ``func`` works on the
+    current batch, so a function that releases the GIL (torch, most NumPy) hides them.
+    Extra memory: the accumulator (the result's size, in the accumulation dtype) and a
+    few batches, never a copy per patch.
+
+    Parameters
+    ----------
+    image : array_like or dask.array.Array
+        1-D, 2-D or 3-D image, optionally with one channel axis (see
+        :func:`process_image`). Never modified. A dask array gives a lazy dask array
+        (see :func:`patchjit.dask.process_batches`): ``func`` then runs in dask's worker
+        threads, several at once under the threaded scheduler, so it must be
+        thread-safe (or compute with ``scheduler="synchronous"``).
+    func : callable
+        ``func(batch) -> array``. ``batch`` is a C-contiguous float array of shape
+        ``(n, *patch_shape)``, or ``(n, *patch_shape, C)`` with channels (channels
+        last whatever the image's channel axis), ``n <= batch_size``, patches in C
+        order of the grid. Its dtype is the accumulation dtype: float32, or float64
+        for float64 and 32/64-bit integer images. It is reused for a later batch once
+        ``func`` returns: copy what you keep. ``func`` returns anything
+        :func:`numpy.asarray` takes, of real numbers, with shape
+        ``(n, *patch_shape[, K])``: ``K = out_channels``, else the image's channel
+        count; no channel axis when the image has none and ``out_channels`` is not
+        given. Values are converted to the accumulation dtype. Return a new array (or
+        a view of ``batch``) on each call, never a buffer you reuse: the previous
+        batch's output is merged while ``func`` runs (a reused buffer raises
+        ValueError).
+    patch_shape, step, overlap, edge, threads, channel_axis, window, sigma, reduce
+        As in :func:`process_image`. ``threads`` sets numba's threads for the
+        compiled gather and merge; ``func`` uses whatever threads it uses.
+    batch_size : int, default 32
+        Most patches per call of ``func``.
+    out_channels : int, optional
+        Channels of ``func``'s output when it differs from the image's (RGB to grey,
+        ``K`` class scores). The result then has ``out_channels`` channels at the
+        image's channel axis, or on a new last axis when the image has none.
+    dtype, pad_mode, pad_value, out, progress
+        As in :func:`process_image`; ``out`` has the result's shape. ``out`` is
+        written only once every batch has been merged: if ``func`` raises (or Ctrl-C
+        stops the run between batches), ``out`` is left untouched and the exception
+        propagates.
+
+    Returns
+    -------
+    numpy.ndarray or dask.array.Array
+        The merged image: the image's shape, or with ``out_channels`` channels. Lazy,
+        with the image's chunks, for a dask array (``out`` and ``progress`` are then
+        refused).
+
+    Raises
+    ------
+    TypeError
+        ``func`` is not callable or returns something that is not an array of real
+        numbers; a wrong kind of argument.
+    ValueError
+        ``func`` returns the wrong shape (the message names the expected and received
+        shapes); bad geometry or options, as in :func:`process_image`.
+
+    Notes
+    -----
+    A PyTorch model without copies: ``torch.from_numpy(batch)`` shares the batch's
+    memory, and ``tensor.numpy()`` (``tensor.detach().numpy()`` for a tensor that
+    requires grad; better, run under ``torch.inference_mode()``) hands the output back
+    without a copy. torch wants channels first (``NCHW``) and patchjit gives channels
+    last (``NHWC``); ``permute`` makes views both ways, and torch's convolutions accept
+    the non-contiguous input::
+
+        def run(batch):                       # (n, h, w, C) float32
+            with torch.inference_mode():
+                x = torch.from_numpy(batch).permute(0, 3, 1, 2)   # (n, C, h, w) view
+                y = model(x)                                      # (n, K, h, w)
+                return y.permute(0, 2, 3, 1).numpy()              # (n, h, w, K) view
+
+    For a grey image without a channel axis use ``x = torch.from_numpy(batch)[:, None]``
+    and ``y[:, 0].numpy()``. torch releases the GIL while it computes, so patchjit's
+    gathering and merging overlap with the model.
+
+    Examples
+    --------
+    >>> import numpy as np, patchjit
+    >>> image = np.random.default_rng(0).random((64, 64), dtype=np.float32)
+    >>> def remove_mean(batch):  # (n, 16, 16): one NumPy call per batch
+    ...     return batch - batch.mean(axis=(1, 2), keepdims=True)
+    >>> result = patchjit.process_batches(image, remove_mean, (16, 16), overlap=0.5,
+    ...                                   window="hann", batch_size=8)
+    >>> result.shape, result.dtype
+    ((64, 64), dtype('float32'))
+    >>> rgb = np.random.default_rng(0).random((32, 32, 3))
+    >>> grey = patchjit.process_batches(rgb, lambda b: b.mean(axis=-1, keepdims=True),
+    ...                                 (8, 8), out_channels=1)
+    >>> grey.shape, bool(np.allclose(grey[..., 0], rgb.mean(axis=-1)))
+    ((32, 32, 1), True)
+    """
+    if is_dask(image):
+        return on_dask("process_batches", locals())
+    img = as_image(image)
+    grid = PatchGrid(
+        img.shape, patch_shape, step, edge, overlap=overlap, channel_axis=channel_axis,
+        window=window, sigma=sigma,
+    )  # fmt: skip
+    red = _check_merge_geometry(grid, reduce)
+    _check_pad(grid, img.dtype, pad_mode, pad_value)
+    _check_func(func)
+    batch_size = _check_batch_size(batch_size)
+    threads = resolve_threads(threads)
+    result_shape, nk, k_axis = _out_layout(img.shape, grid, out_channels)
+    acc_dtype = E.accumulation_dtype(img.dtype)
+    _check_window(grid, acc_dtype)
+    out_dtype = _output_dtype(dtype, acc_dtype, out)
+    _check_out(out, result_shape, img)
+    src = _source4(img, grid, pad_mode, pad_value)
+    sp = E.canonical3(grid.spatial_shape, 1)
+    init = 0.0 if red in ("mean", "sum") else (-np.inf if red == "max" else np.inf)
+    acc = np.full((sp[0], sp[1], sp[2] * nk), init, dtype=acc_dtype)
+    origins3 = E.canonical3(grid.origins, np.zeros(1, dtype=np.int64))
+    region0 = tuple(int(b) for b, _ in E.canonical3(grid.pad_width, (0, 0)))
+    wts = batch_weights(grid, nk, acc_dtype)
+    with _running(threads, progress, grid.n_patches) as bar:
+        accumulate_batches(
+            src, func, grid, origins3, nk, k_axis, wts, red, acc, region0, batch_size, bar
+        )
+        _normalise(acc, grid, nk, red, E.serial_wanted())
+    result = acc.reshape((*grid.spatial_shape, nk))
+    if not k_axis:
+        result = result[..., 0]
+    elif grid.channel_axis is not None:
+        result = np.moveaxis(result, -1, grid.channel_axis)
+    return to_dtype(result, out_dtype, out)
+
+
+def map_batches(
+    image,
+    func,
+    patch_shape,
+    step=None,
+    *,
+    overlap=None,
+    batch_size=DEFAULT_BATCH_SIZE,
+    edge="valid",
+    dtype=None,
+    threads=None,
+    channel_axis=None,
+    pad_mode="reflect",
+    pad_value=0,
+    progress=False,
+):
+    """Compute one number per patch with any Python function over batches of patches.
+
+    The batch counterpart of :func:`map_patches`: ``func(batch)`` returns ``n`` values,
+    one per patch of ``batch``; the result has the grid's shape and equals
+    :func:`map_patches` with an equivalent callback. Gathering the next batch runs in a
+    background thread while ``func`` works.
+
+    Parameters
+    ----------
+    image : array_like or dask.array.Array
+        1-D, 2-D or 3-D image, optionally with channels (see :func:`map_patches`). A
+        dask array gives a lazy dask array, bitwise equal to the in-memory result (see
+        :func:`patchjit.dask.map_batches`); ``func`` must then be thread-safe under
+        dask's threaded scheduler.
+    func : callable
+        ``func(batch) -> values``: ``batch`` as in :func:`process_batches` (a reused,
+        C-contiguous float array ``(n, *patch_shape[, C])``); ``values`` anything
+        :func:`numpy.asarray` takes, of real numbers, with shape ``(n,)``.
+    patch_shape, step, overlap, edge, dtype, threads, channel_axis, pad_mode, pad_value
+        As in :func:`map_patches` (``edge`` defaults to ``"valid"``; ``"pad"`` centres
+        patches on pixels).
+    batch_size : int, default 32
+        Most patches per call of ``func``.
+    progress : bool, default False
+        Show a tqdm progress bar over patches.
+
+    Returns
+    -------
+    numpy.ndarray or dask.array.Array
+        Array of the grid's shape (``PatchGrid(...).grid_shape``); lazy for a dask
+        array.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As in :func:`process_batches`.
+
+    Examples
+    --------
+    >>> import numpy as np, patchjit
+    >>> image = np.arange(16.0).reshape(4, 4)
+    >>> patchjit.map_batches(image, lambda b: b.max(axis=(1, 2)) - b.min(axis=(1, 2)), 2)
+    array([[5., 5., 5.],
+           [5., 5., 5.],
+           [5., 5., 5.]])
+    """
+    if is_dask(image):
+        return on_dask("map_batches", locals())
+    img = as_image(image)
+    grid = PatchGrid(
+        img.shape, patch_shape, step, edge, overlap=overlap, channel_axis=channel_axis,
+        centered=True,
+    )  # fmt: skip
+    _check_pad(grid, img.dtype, pad_mode, pad_value)
+    _check_func(func)
+    batch_size = _check_batch_size(batch_size)
+    threads = resolve_threads(threads)
+    acc_dtype = E.accumulation_dtype(img.dtype)
+    out_dtype = _output_dtype(dtype, acc_dtype, None)
+    src = _source4(img, grid, pad_mode, pad_value)
+    origins3 = E.canonical3(grid.origins, np.zeros(1, dtype=np.int64))
+    res = np.empty(grid.n_patches, dtype=_values_dtype(acc_dtype, out_dtype))
+    with _running(threads, progress, grid.n_patches) as bar:
+        map_values(src, func, grid, origins3, acc_dtype, res, batch_size, bar)
+    return to_dtype(res.reshape(grid.grid_shape), out_dtype)
