@@ -152,9 +152,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         old = Path(tmp) / "old"
         old.mkdir()
-        arch = subprocess.run(
-            ["git", "archive", a.old], cwd=ROOT, capture_output=True, check=True
-        )
+        arch = subprocess.run(["git", "archive", a.old], cwd=ROOT, capture_output=True, check=True)
         subprocess.run(["tar", "-x", "-C", str(old)], input=arch.stdout, check=True)
         times = {"old": {}, "new": {}}
         for r in range(a.rounds):
