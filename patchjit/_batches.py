@@ -28,8 +28,8 @@ from concurrent.futures import wait as _wait
 
 import numpy as np
 
+from . import _batch_kernels as BK
 from . import _engine as E
-from . import _kernels as K
 from ._grid import PatchGrid
 from ._plan import _RED_CODES
 
@@ -181,7 +181,7 @@ def accumulate_batches(
     limits = (acc.shape[0], acc.shape[1])
 
     def gather(g0, n, slot, serial):
-        kern = K.gather_batch_serial if serial else K.gather_batch
+        kern = BK.gather_batch_serial if serial else BK.gather_batch
         kern(src, od, oh, ow, g0, n, slots[slot])
 
     def call(n, slot):
@@ -191,7 +191,7 @@ def accumulate_batches(
     def consume(g0, n, result, serial):
         outs = np.ascontiguousarray(result, dtype=acc.dtype).reshape((n, pd, ph, pw * nk))
         rows = _rows(g0, n, od, oh, len(ow), pd, ph, region0, limits)
-        kern = K.scatter_batch_serial if serial else K.scatter_batch
+        kern = BK.scatter_batch_serial if serial else BK.scatter_batch
         kern(outs, wts, weighted, code, od, oh, ow, g0, pw, nk, region0, rows, acc)
 
     _pipeline(n_total, bs, gather, call, consume, bar, pipelined)
@@ -211,7 +211,7 @@ def map_values(
     slots = np.empty((2 if pipelined else 1, bs, pd, ph, pw * src.shape[3]), dtype=acc_dtype)
 
     def gather(g0, n, slot, serial):
-        kern = K.gather_batch_serial if serial else K.gather_batch
+        kern = BK.gather_batch_serial if serial else BK.gather_batch
         kern(src, od, oh, ow, g0, n, slots[slot])
 
     def call(n, slot):
