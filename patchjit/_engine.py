@@ -268,7 +268,7 @@ def _failed_patch(func, err, ksrc, source, origins3, patch3, swapped, view, ovie
     else:
         s, r, x = o
         flat = np.array(ksrc[s : s + ps, r : r + pr, x * nc : (x + pw) * nc]).reshape(-1)
-    patch = flat.reshape(K.view_shape(view, vshape, nc, flat.size))
+    patch = flat.reshape(view_shape(view, vshape, nc, flat.size))
     patch.flags.writeable = False
     index, origin = [i, j, k], [a - b for a, b in zip(o, region0)]
     if swapped:
@@ -280,7 +280,7 @@ def _failed_patch(func, err, ksrc, source, origins3, patch3, swapped, view, ovie
         where = f"patch {index} (origin {origin})"
         raise_callback_error(func, lambda: func(patch, *args), where)
     n_out = flat.size // nc * nco
-    out = np.full(K.view_shape(oview, vshape, nco, n_out), np.nan, dtype=acc_dtype)
+    out = np.full(view_shape(oview, vshape, nco, n_out), np.nan, dtype=acc_dtype)
     where = f"patch {index} (origin {origin})"
     raise_callback_error(func, lambda: func(patch, out, *args), where)
 
@@ -455,14 +455,30 @@ class WavePacer:
         self.size = min(max(want, self.lo), self.hi)
 
 
+def view_ndim(view) -> int:
+    """Number of axes of the arrays ``view`` (a ``take_*``/``oview_*``) returns."""
+    name = view.py_func.__name__.split("_")[1]
+    return int(name[0]) + (name[-1] == "c")
+
+
+def view_shape(view, vshape, nc, n):
+    """The shape ``view`` gives a flat patch of ``n`` values (``take_*``/``oview_*``)."""
+    d, h, w = vshape
+    name = view.py_func.__name__.split("_")[1]
+    return {
+        "1d": (n,), "1dc": (w, nc), "2d": (h, w), "2dc": (h, w, nc), "3d": (d, h, w),
+        "3dc": (d, h, w, nc),
+    }[name]  # fmt: skip
+
+
 def patch_type(take, src_dtype):
     """The numba type of the patch the callback gets: read-only and C-contiguous."""
-    return array_type(src_dtype, K.view_ndim(take), "C", readonly=True)
+    return array_type(src_dtype, view_ndim(take), "C", readonly=True)
 
 
 def out_type(oview, acc_dtype):
     """The numba type of the callback's ``out``: C-contiguous, in ``acc_dtype``."""
-    return array_type(acc_dtype, K.view_ndim(oview), "C")
+    return array_type(acc_dtype, view_ndim(oview), "C")
 
 
 # Per callback dispatcher: the (view functions, dtypes, argument types) already checked.

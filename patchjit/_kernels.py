@@ -190,22 +190,6 @@ def oview_3dc(o, vshape, nc):
 oview_flat = oview_1d
 
 
-def view_ndim(view) -> int:
-    """Number of axes of the arrays ``view`` (a ``take_*``/``oview_*``) returns."""
-    name = view.py_func.__name__.split("_")[1]
-    return int(name[0]) + (name[-1] == "c")
-
-
-def view_shape(view, vshape, nc, n):
-    """The shape ``view`` gives a flat patch of ``n`` values (``take_*``/``oview_*``)."""
-    d, h, w = vshape
-    name = view.py_func.__name__.split("_")[1]
-    return {
-        "1d": (n,), "1dc": (w, nc), "2d": (h, w), "2dc": (h, w, nc), "3d": (d, h, w),
-        "3dc": (d, h, w, nc),
-    }[name]  # fmt: skip
-
-
 VIEWS = {
     (1, False): (take_1d, oview_1d),
     (1, True): (take_1dc, oview_1dc),
