@@ -197,7 +197,7 @@ def test_bad_input(rng):
     ],
 )
 def test_process_image_out_channels(rng, shape, chunks, patch, step, kw, k):
-    from test_engine_v2 import grey_and_sum, to_k
+    from test_strip_engine import grey_and_sum, to_k
 
     func = grey_and_sum if len(shape) == 3 and 3 in shape else to_k
     img = rng.random(shape)
