@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -23,6 +24,9 @@ from ._windows import check_representable
 REDUCTIONS = ("mean", "sum", "max", "min")
 PAD_MODES = ("reflect", "symmetric", "edge", "constant", "wrap", "linear_ramp",
              "maximum", "mean", "median", "minimum")  # fmt: skip
+# A size for every spatial axis, or one per axis (the public signatures' hint).
+Shape = int | Sequence[int]
+
 _RED_CODES = {"mean": K.SUM, "sum": K.SUM, "max": K.MAX, "min": K.MIN}
 
 

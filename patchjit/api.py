@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+from numpy.typing import ArrayLike, DTypeLike
 
 from . import _engine as E
 from . import _kernels as K
@@ -11,10 +14,10 @@ from ._callback import check_args, resolve
 from ._cast import to_dtype
 from ._dispatch import is_dask, on_dask
 from ._grid import PatchGrid
-from ._plan import (  # noqa: F401 (PAD_MODES ... _window_profiles: re-exported)
-    _RED_CODES,
+from ._plan import (  # noqa: F401
     PAD_MODES,
     REDUCTIONS,
+    Shape,
     _check_merge_geometry,
     _check_out,
     _check_pad,
@@ -36,26 +39,26 @@ __all__ = ["map_patches", "patchify", "process_image", "unpatchify"]
 
 
 def process_image(
-    image,
-    func,
-    patch_shape,
-    step=None,
+    image: ArrayLike,
+    func: Callable,
+    patch_shape: Shape,
+    step: Shape | None = None,
     *,
-    overlap=None,
-    args=(),
-    edge="cover",
-    dtype=None,
-    threads=None,
-    channel_axis=None,
-    window=None,
-    sigma=None,
-    reduce="mean",
-    pad_mode="reflect",
-    pad_value=0,
-    out=None,
-    progress=False,
-    out_channels=None,
-):
+    overlap: float | Sequence[float] | None = None,
+    args: tuple = (),
+    edge: str = "cover",
+    dtype: DTypeLike | None = None,
+    threads: int | None = None,
+    channel_axis: int | None = None,
+    window: str | ArrayLike | None = None,
+    sigma: float | Sequence[float] | None = None,
+    reduce: str = "mean",
+    pad_mode: str = "reflect",
+    pad_value: float = 0,
+    out: np.ndarray | None = None,
+    progress: bool = False,
+    out_channels: int | None = None,
+) -> np.ndarray:
     """Run ``func`` on every patch and merge the results by weighted overlap-add.
 
     Extraction, the callback and merging happen in one compiled, parallel pass; no
@@ -192,21 +195,21 @@ def process_image(
 
 
 def map_patches(
-    image,
-    func,
-    patch_shape,
-    step=None,
+    image: ArrayLike,
+    func: Callable,
+    patch_shape: Shape,
+    step: Shape | None = None,
     *,
-    overlap=None,
-    args=(),
-    edge="valid",
-    dtype=None,
-    threads=None,
-    channel_axis=None,
-    pad_mode="reflect",
-    pad_value=0,
-    progress=False,
-):
+    overlap: float | Sequence[float] | None = None,
+    args: tuple = (),
+    edge: str = "valid",
+    dtype: DTypeLike | None = None,
+    threads: int | None = None,
+    channel_axis: int | None = None,
+    pad_mode: str = "reflect",
+    pad_value: float = 0,
+    progress: bool = False,
+) -> np.ndarray:
     """Compute one number per patch: ``result[idx] = func(patch, *args)``.
 
     Parameters
@@ -298,7 +301,14 @@ def map_patches(
     return to_dtype(res.reshape(grid.grid_shape), out_dtype)
 
 
-def patchify(image, patch_shape, step=None, *, overlap=None, channel_axis=None):
+def patchify(
+    image: ArrayLike,
+    patch_shape: Shape,
+    step: Shape | None = None,
+    *,
+    overlap: float | Sequence[float] | None = None,
+    channel_axis: int | None = None,
+) -> np.ndarray:
     """Zero-copy, read-only view of every patch of the regular grid.
 
     Parameters
@@ -348,21 +358,21 @@ def patchify(image, patch_shape, step=None, *, overlap=None, channel_axis=None):
 
 
 def unpatchify(
-    patches,
-    image_shape,
-    step=None,
+    patches: ArrayLike,
+    image_shape: Sequence[int],
+    step: Shape | None = None,
     *,
-    overlap=None,
-    edge=None,
-    channel_axis=None,
-    window=None,
-    sigma=None,
-    reduce="mean",
-    dtype=None,
-    out=None,
-    threads=None,
-    progress=False,
-):
+    overlap: float | Sequence[float] | None = None,
+    edge: str | None = None,
+    channel_axis: int | None = None,
+    window: str | ArrayLike | None = None,
+    sigma: float | Sequence[float] | None = None,
+    reduce: str = "mean",
+    dtype: DTypeLike | None = None,
+    out: np.ndarray | None = None,
+    threads: int | None = None,
+    progress: bool = False,
+) -> np.ndarray:
     """Merge patches back into an image by (weighted) overlap-add mean.
 
     The inverse of :func:`patchify`: ``unpatchify(patchify(img, p, s), img.shape, s)``

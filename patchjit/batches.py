@@ -7,7 +7,10 @@ checks and the plan are here, the pipelined gather/merge core is in
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from . import _engine as E
 from ._batches import (
@@ -23,6 +26,7 @@ from ._cast import to_dtype
 from ._dispatch import is_dask, on_dask
 from ._grid import PatchGrid
 from ._plan import (
+    Shape,
     _check_merge_geometry,
     _check_out,
     _check_pad,
@@ -39,26 +43,26 @@ __all__ = ["map_batches", "process_batches"]
 
 
 def process_batches(
-    image,
-    func,
-    patch_shape,
-    step=None,
+    image: ArrayLike,
+    func: Callable,
+    patch_shape: Shape,
+    step: Shape | None = None,
     *,
-    overlap=None,
-    batch_size=DEFAULT_BATCH_SIZE,
-    out_channels=None,
-    edge="cover",
-    dtype=None,
-    threads=None,
-    channel_axis=None,
-    window=None,
-    sigma=None,
-    reduce="mean",
-    pad_mode="reflect",
-    pad_value=0,
-    out=None,
-    progress=False,
-):
+    overlap: float | Sequence[float] | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    out_channels: int | None = None,
+    edge: str = "cover",
+    dtype: DTypeLike | None = None,
+    threads: int | None = None,
+    channel_axis: int | None = None,
+    window: str | ArrayLike | None = None,
+    sigma: float | Sequence[float] | None = None,
+    reduce: str = "mean",
+    pad_mode: str = "reflect",
+    pad_value: float = 0,
+    out: np.ndarray | None = None,
+    progress: bool = False,
+) -> np.ndarray:
     """Run any Python function on batches of patches; merge by weighted overlap-add.
 
     The batch counterpart of :func:`process_image` for functions numba cannot compile:
@@ -197,21 +201,21 @@ def process_batches(
 
 
 def map_batches(
-    image,
-    func,
-    patch_shape,
-    step=None,
+    image: ArrayLike,
+    func: Callable,
+    patch_shape: Shape,
+    step: Shape | None = None,
     *,
-    overlap=None,
-    batch_size=DEFAULT_BATCH_SIZE,
-    edge="valid",
-    dtype=None,
-    threads=None,
-    channel_axis=None,
-    pad_mode="reflect",
-    pad_value=0,
-    progress=False,
-):
+    overlap: float | Sequence[float] | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    edge: str = "valid",
+    dtype: DTypeLike | None = None,
+    threads: int | None = None,
+    channel_axis: int | None = None,
+    pad_mode: str = "reflect",
+    pad_value: float = 0,
+    progress: bool = False,
+) -> np.ndarray:
     """Compute one number per patch with any Python function over batches of patches.
 
     The batch counterpart of :func:`map_patches`: ``func(batch)`` returns ``n`` values,
