@@ -1,6 +1,5 @@
 """Dask arrays through process_image, map_patches and unpatchify (patchjit.dask)."""
 
-import itertools
 import os
 import subprocess
 import sys
@@ -14,6 +13,14 @@ da = pytest.importorskip("dask.array")
 
 import reference as ref  # noqa: E402
 from callbacks import identity, patch_max, scale_add_mean, weighted_sum  # noqa: E402
+from dask_cases import (  # noqa: E402
+    PAD_MODES,
+    TINY,
+    check_equal,
+    random_case,
+    random_image,
+    random_merge_options,
+)
 
 import patchjit  # noqa: E402
 
@@ -22,71 +29,15 @@ pdask = pytest.importorskip("patchjit.dask")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def random_chunks(rng, n, p):
-    """Uneven chunks along an axis of length n: some tiny, some non-aligned."""
-    kind = rng.integers(4)
-    if kind == 0:
-        return (n,)
-    if kind == 1:  # regular, last one possibly smaller than the patch
-        return int(rng.integers(max(p - 1, 1), n + 1))
-    cuts = sorted(set(rng.integers(1, n, size=rng.integers(1, 5)).tolist()))
-    edges = [0, *cuts, n]
-    return tuple(int(b - a) for a, b in itertools.pairwise(edges))
-
-
-def random_case(rng):
-    k = int(rng.integers(1, 4))
-    sizes = {1: (20, 60), 2: (12, 40), 3: (6, 14)}[k]
-    spatial = tuple(int(rng.integers(*sizes)) for _ in range(k))
-    patch = tuple(int(rng.integers(1, min(n, 9) + 1)) for n in spatial)
-    channels = int(rng.integers(1, 4)) if rng.random() < 0.4 else None
-    shape, channel_axis = spatial, None
-    if channels:
-        channel_axis = int(rng.integers(0, k + 1))
-        shape = (*spatial[:channel_axis], channels, *spatial[channel_axis:])
-    chunks = []
-    si = 0
-    for a in range(len(shape)):
-        if a == channel_axis:
-            chunks.append(int(rng.integers(1, channels + 1)))  # channels chunked too
-        else:
-            chunks.append(random_chunks(rng, shape[a], patch[si]))
-            si += 1
-    return shape, patch, channel_axis, tuple(chunks)
-
-
-def check_equal(got, want, reduce):
-    if reduce in ("max", "min") or got.dtype.kind in "iu":
-        # order-free reductions are bitwise; integers can differ by one rounding step
-        if got.dtype.kind in "iu":
-            assert np.abs(got.astype(np.int64) - want.astype(np.int64)).max() <= 1
-        else:
-            np.testing.assert_array_equal(got, want)
-    else:
-        tol = 1e-5 if got.dtype == np.float32 else 1e-12
-        np.testing.assert_allclose(got, want, rtol=tol, atol=tol, equal_nan=True)
-
-
 def test_process_image_random_chunkings(rng):
     scheduler = "threads"
     for _ in range(30):
         shape, patch, ca, chunks = random_case(rng)
         step = tuple(int(rng.integers(1, p + 1)) for p in patch)
-        edge = str(rng.choice(["cover", "valid", "pad"]))
-        reduce = str(rng.choice(["mean", "sum", "max", "min"]))
-        window = None
-        if reduce in ("mean", "sum") and rng.random() < 0.5:
-            window = str(rng.choice(["hann", "triangle", "gaussian"]))
-            if rng.random() < 0.3:  # a non-separable window array
-                window = 0.5 + rng.random(patch)
-        pad_mode = str(rng.choice(["reflect", "symmetric", "edge", "constant", "wrap"]))
-        dtype = str(rng.choice(["float32", "float64", "uint8"]))
-        image = (rng.random(shape) * 200).astype(dtype)
-        out_dtype = "int16" if rng.random() < 0.2 and edge != "valid" else None
-        kw = dict(
-            edge=edge, reduce=reduce, window=window, pad_mode=pad_mode, channel_axis=ca,
-            dtype=out_dtype, args=(0.5,),
-        )  # fmt: skip
+        kw = random_merge_options(rng, patch)
+        image = random_image(rng, shape)
+        out_dtype = "int16" if rng.random() < 0.2 and kw["edge"] != "valid" else None
+        kw.update(channel_axis=ca, dtype=out_dtype, args=(0.5,))
         want = patchjit.process_image(image, scale_add_mean, patch, step, **kw)
         lazy = patchjit.process_image(da.from_array(image, chunks=chunks), scale_add_mean,
                                       patch, step, **kw)  # fmt: skip
@@ -94,9 +45,7 @@ def test_process_image_random_chunkings(rng):
         spatial_chunks = [c for a, c in enumerate(da.from_array(image, chunks=chunks).chunks)
                           if a != ca]  # fmt: skip
         assert [c for a, c in enumerate(lazy.chunks) if a != ca] == spatial_chunks
-        got = lazy.compute(scheduler=scheduler)
-        assert got.shape == want.shape and got.dtype == want.dtype
-        check_equal(got, want, reduce)
+        check_equal(lazy.compute(scheduler=scheduler), want, kw["reduce"])
 
 
 def test_bitwise_for_max_min_and_exact_overlap(rng):
@@ -379,6 +328,55 @@ def test_statistic_pad_modes(rng, mode):
     want = patchjit.process_image(img8, scale_add_mean, 5, 2, **kw)
     got = patchjit.process_image(da.from_array(img8, chunks=7), scale_add_mean, 5, 2, **kw)
     assert np.abs(got.compute().astype(int) - want).max() <= 1
+
+
+def test_issue_example_pad_wider_than_image():
+    from patchjit.ops import mean_remove
+
+    image = np.random.default_rng(0).random((3, 4))
+    for mode in ("reflect", "symmetric", "wrap"):
+        want = patchjit.process_image(image, mean_remove, 7, edge="pad", pad_mode=mode)
+        got = patchjit.process_image(da.from_array(image, chunks=2), mean_remove, 7,
+                                     edge="pad", pad_mode=mode)  # fmt: skip
+        np.testing.assert_allclose(got.compute(), want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", PAD_MODES)
+def test_padding_equals_numpy_pad_for_any_width(rng, mode):
+    """The lazy padding against numpy.pad itself, widths up to 3x the axis."""
+    from patchjit.dask._padding import pad
+
+    for _ in range(25):
+        k = int(rng.integers(1, 4))
+        shape = tuple(int(n) for n in rng.integers(1, 8, k))
+        widths = [tuple(int(w) for w in rng.integers(0, 3 * n + 2, 2)) for n in shape]
+        nc = int(rng.integers(1, 3))
+        image = random_image(rng, (*shape, nc), ("float32", "float64", "uint8", "int16", "bool"))
+        chunks = (*(int(rng.integers(1, n + 1)) for n in shape), nc)
+        kw = {"constant_values": 1} if mode == "constant" else {}
+        want = np.pad(image, [*widths, (0, 0)], mode=mode, **kw)
+        got = pad(da.from_array(image, chunks=chunks), widths, mode, 1).compute()
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+
+
+def test_edge_pad_any_mode_tiny_images_equals_in_memory(rng):
+    """Images of 1-9 pixels per axis, patches up to 9 (their padding wider than the image
+    and than its chunks), every pad mode, random chunkings."""
+    for i in range(40):
+        shape, patch, ca, chunks = random_case(rng, sizes=TINY, patch_over=True, ndims=(1, 2))
+        step = tuple(int(rng.integers(1, p + 1)) for p in patch)
+        kw = random_merge_options(rng, patch, edges=("pad",))
+        kw.update(pad_mode=PAD_MODES[i % len(PAD_MODES)], channel_axis=ca, args=(0.5,))
+        image = random_image(rng, shape, ("float64",))  # one dtype: compile once
+        x = da.from_array(image, chunks=chunks)
+        want = patchjit.process_image(image, scale_add_mean, patch, step, **kw)
+        got = patchjit.process_image(x, scale_add_mean, patch, step, **kw)
+        check_equal(got.compute(), want, kw["reduce"])
+        mkw = dict(edge="pad", pad_mode=kw["pad_mode"], channel_axis=ca)
+        want = patchjit.map_patches(image, patch_max, patch, step, **mkw)
+        got = patchjit.map_patches(x, patch_max, patch, step, **mkw)
+        np.testing.assert_array_equal(got.compute(), want)
 
 
 def test_distinct_calls_get_distinct_keys(rng):

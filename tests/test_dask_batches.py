@@ -7,7 +7,7 @@ import pytest
 
 da = pytest.importorskip("dask.array")
 
-from test_dask import check_equal, random_case  # noqa: E402
+from dask_cases import check_equal, random_case, random_image, random_merge_options  # noqa: E402
 
 import patchjit  # noqa: E402
 
@@ -32,23 +32,14 @@ def make_func(n_spatial, has_c, k):
 def random_batch_case(rng):
     shape, patch, ca, chunks = random_case(rng)
     step = tuple(int(rng.integers(1, p + 1)) for p in patch)
-    edge = str(rng.choice(["cover", "valid", "pad"]))
-    reduce = str(rng.choice(["mean", "sum", "max", "min"]))
-    window = None
-    if reduce in ("mean", "sum") and rng.random() < 0.5:
-        window = str(rng.choice(["hann", "triangle", "gaussian"]))
-        if rng.random() < 0.3:  # a non-separable window array
-            window = 0.5 + rng.random(patch)
-    kw = dict(
-        edge=edge, reduce=reduce, window=window, channel_axis=ca,
-        pad_mode=str(rng.choice(["reflect", "symmetric", "edge", "constant", "wrap"])),
-        batch_size=int(rng.integers(1, 40)),
+    kw = random_merge_options(rng, patch)
+    kw.update(
+        channel_axis=ca, batch_size=int(rng.integers(1, 40)),
         out_channels=None if rng.random() < 0.6 else int(rng.integers(1, 4)),
     )  # fmt: skip
     if rng.random() < 0.3:
         kw["overlap"], step = 0.5, None
-    dtype = str(rng.choice(["float32", "float64", "uint8"]))
-    image = (rng.random(shape) * 200).astype(dtype)
+    image = random_image(rng, shape)
     return image, patch, step, chunks, kw
 
 

@@ -1,0 +1,446 @@
+"""The graphs of the dask twins: :func:`process_image`, :func:`map_patches`,
+:func:`unpatchify`, :func:`process_batches` and :func:`map_batches` on dask arrays.
+
+Each twin checks its call as the in-memory function does, then builds one of two graphs
+(:func:`_merge_graph` for overlap-add, :func:`_map_graph` for one value per patch) of
+the per-chunk tasks in :mod:`._tasks`; the scheme is in :mod:`patchjit.dask`.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import dask.array as da
+import numpy as np
+
+from .. import _batches as B
+from .. import _engine as E
+from .. import _kernels as K
+from .._callback import check_args, resolve
+from .._grid import PatchGrid
+from ._chunking import (
+    _axis_range,
+    _channels_last,
+    _check_array,
+    _check_threads,
+    _halo_chunks,
+    _merge_small,
+    _no_out,
+    _out_layout,
+    _overlap_regions,
+    _starts,
+    _token,
+)
+from ._padding import pad
+from ._tasks import (
+    _BatchTask,
+    _MapBatchTask,
+    _MapTask,
+    _Normaliser,
+    _ProcessTask,
+    _UnpatchifyTask,
+)
+
+
+def process_image(
+    image, func, patch_shape, step=None, *, overlap=None, args=(), edge="cover", dtype=None,
+    threads=None, channel_axis=None, window=None, sigma=None, reduce="mean",
+    pad_mode="reflect", pad_value=0, out=None, progress=False, out_channels=None,
+):  # fmt: skip
+    """Lazy :func:`patchjit.process_image` of a dask array, exact across chunks.
+
+    Called by :func:`patchjit.process_image` when ``image`` is a
+    :class:`dask.array.Array`; the parameters mean the same, except:
+
+    - ``threads``: numba threads inside each dask task, default 1 (dask supplies the
+      parallelism). More is useful only with the ``tbb`` or ``omp`` threading layer.
+    - ``out`` and ``progress`` are not supported (store the result with
+      ``result.store``/``to_zarr``/:func:`to_tiff`; use dask's progress bar).
+
+    Returns
+    -------
+    dask.array.Array
+        Lazy result with the image's shape and chunks (the channel axis in one chunk).
+        Max and min reductions, and every pixel that one patch alone covers, equal the
+        in-memory result bit for bit; ``"mean"`` and ``"sum"`` add the same terms in a
+        different order where several patches overlap, so they agree to float rounding.
+
+    Examples
+    --------
+    >>> import numpy as np, numba, dask.array as da, patchjit
+    >>> @numba.njit
+    ... def double(patch, out):
+    ...     for i in range(patch.shape[0]):
+    ...         for j in range(patch.shape[1]):
+    ...             out[i, j] = 2 * patch[i, j]
+    >>> image = np.random.default_rng(0).random((50, 40), dtype=np.float32)
+    >>> lazy = patchjit.process_image(da.from_array(image, chunks=17), double, 5, 2)
+    >>> lazy.chunks
+    ((17, 17, 16), (17, 17, 6))
+    >>> bool(np.allclose(lazy.compute(), patchjit.process_image(image, double, 5, 2)))
+    True
+    """
+    from ..api import _check_merge_geometry, _check_pad, _check_window, _output_dtype
+
+    _no_out(out, progress)
+    _check_array(image)
+    grid = PatchGrid(
+        image.shape, patch_shape, step, edge, overlap=overlap, channel_axis=channel_axis,
+        window=window, sigma=sigma,
+    )  # fmt: skip
+    red = _check_merge_geometry(grid, reduce)
+    _check_pad(grid, image.dtype, pad_mode, pad_value)
+    threads = _check_threads(threads)
+    func = resolve(func)
+    args = check_args(args)
+    _, nco, keep_c = _out_layout(image.shape, grid, out_channels)
+    acc_dtype = E.accumulation_dtype(image.dtype)
+    _check_window(grid, acc_dtype)
+    out_dtype = _output_dtype(dtype, acc_dtype, None)
+    has_c = grid.channel_axis is not None
+    take, _ = K.VIEWS[(grid.ndim, has_c)]
+    _, oview = K.VIEWS[(grid.ndim, has_c or out_channels is not None)]
+
+    def make(tables, norm):
+        return _ProcessTask(
+            grid, tables, norm, func, args, take, oview, red, nco, acc_dtype, out_dtype, threads
+        )
+
+    name = "patchjit-process-" + _token(
+        image, grid, func, args, red, nco, out_dtype, threads, pad_mode, pad_value
+    )
+    return _merge_graph(image, grid, pad_mode, pad_value, make, nco, keep_c, out_dtype, name)
+
+
+def _merge_graph(image, grid, pad_mode, pad_value, make_task, nco, keep_c, out_dtype, name):
+    """The overlap-add graph shared by :func:`process_image` and ``process_batches``.
+
+    ``make_task(tables, norm)`` returns the per-chunk callable (a :class:`_ProcessTask`)
+    that gets the padded, channels-last input region (always with a channel axis) and
+    returns its core as ``(*core, nco)``. ``keep_c`` False drops the channel axis of
+    the result (an image without channels and no ``out_channels``).
+    """
+    k, nc, has_c = grid.ndim, grid.n_channels, grid.channel_axis is not None
+    x = _channels_last(image, grid.channel_axis)
+    if not has_c:
+        x = x[..., None]
+    user_chunks = x.chunks[:k]
+    x = pad(x, grid.pad_width, pad_mode, pad_value)
+    depth = [p - 1 for p in grid.patch_shape]
+    padded, cores, regions = [], [], []
+    for a in range(k):
+        b, after = grid.pad_width[a]
+        pc, cc = _halo_chunks(user_chunks[a], b, after, depth[a])
+        padded.append(pc)
+        cores.append(cc)
+        regions.append(_overlap_regions(pc, depth[a], grid.padded_shape[a]))
+    x = x.rechunk((*padded, (nc,)))
+
+    # Per axis and chunk index: core (original frame), patch range, region start,
+    # coverage slice. Small tables, computed once here and shipped with the task.
+    tables = []
+    for a in range(k):
+        rows = []
+        cs = _starts(cores[a])
+        cov = grid.axis_coverage(a)
+        for i, (c0, c1) in enumerate(itertools.pairwise(cs)):
+            rng = _axis_range(grid, a, int(c0), int(c1))
+            rows.append((int(c0), int(c1), rng, regions[a][i][0], cov[c0:c1]))
+        tables.append(rows)
+    task = make_task(tables, _Normaliser(grid))
+    res = da.map_overlap(
+        task, x, depth={a: depth[a] for a in range(k)}, boundary="none", trim=False,
+        allow_rechunk=False, chunks=(*cores, (nco,)), dtype=out_dtype,
+        meta=np.empty((0,) * (k + 1), out_dtype), name=name,
+    )  # fmt: skip
+    if tuple(cores) != tuple(user_chunks):
+        res = res.rechunk((*user_chunks, (nco,)))
+    if not keep_c:
+        return res[..., 0]
+    if has_c:
+        res = da.moveaxis(res, -1, grid.channel_axis)
+    return res
+
+
+def map_patches(
+    image, func, patch_shape, step=None, *, overlap=None, args=(), edge="valid", dtype=None,
+    threads=None, channel_axis=None, pad_mode="reflect", pad_value=0, progress=False,
+):  # fmt: skip
+    """Lazy :func:`patchjit.map_patches` of a dask array; bitwise equal to in memory.
+
+    Called by :func:`patchjit.map_patches` for a :class:`dask.array.Array`. Patch ``i``
+    belongs to the output chunk of the input chunk that holds its origin (for
+    ``edge="pad"``, its centre), so at step 1 with ``edge="pad"`` the result has the
+    image's chunks. ``threads`` as in :func:`process_image` (default 1).
+
+    Examples
+    --------
+    >>> import numpy as np, numba, dask.array as da, patchjit
+    >>> @numba.njit
+    ... def local_range(patch):
+    ...     return patch.max() - patch.min()
+    >>> image = da.from_array(np.arange(64.0).reshape(8, 8), chunks=4)
+    >>> lazy = patchjit.map_patches(image, local_range, 3, edge="pad", pad_mode="edge")
+    >>> lazy.chunks
+    ((4, 4), (4, 4))
+    >>> float(lazy[4, 4].compute())
+    18.0
+    """
+    from ..api import _check_pad, _output_dtype
+
+    _no_out(None, progress)
+    _check_array(image)
+    grid = PatchGrid(
+        image.shape, patch_shape, step, edge, overlap=overlap, channel_axis=channel_axis,
+        centered=True,
+    )  # fmt: skip
+    _check_pad(grid, image.dtype, pad_mode, pad_value)
+    threads = _check_threads(threads)
+    func = resolve(func)
+    args = check_args(args)
+    acc_dtype = E.accumulation_dtype(image.dtype)
+    out_dtype = _output_dtype(dtype, acc_dtype, None)
+    res_dtype = np.float64 if out_dtype.kind in "iu" else np.result_type(acc_dtype, out_dtype)
+    take, _ = K.VIEWS[(grid.ndim, grid.channel_axis is not None)]
+
+    def make(tables):
+        return _MapTask(grid, tables, func, args, take, res_dtype, out_dtype, threads)
+
+    name = "patchjit-map-" + _token(
+        image, grid, func, args, out_dtype, threads, pad_mode, pad_value
+    )
+    return _map_graph(image, grid, pad_mode, pad_value, make, out_dtype, name)
+
+
+def _map_graph(image, grid, pad_mode, pad_value, make_task, out_dtype, name):
+    """The one-value-per-patch graph shared by :func:`map_patches` and ``map_batches``.
+
+    ``make_task(tables)`` returns the per-chunk callable (a :class:`_MapTask`).
+    """
+    k, nc, has_c = grid.ndim, grid.n_channels, grid.channel_axis is not None
+    x = _channels_last(image, grid.channel_axis)
+    user_chunks = x.chunks[:k]
+    x = pad(x, grid.pad_width, pad_mode, pad_value)
+    depth = [p - 1 for p in grid.patch_shape]
+    padded, gchunks, tables = [], [], []
+    for a in range(k):
+        b, after = grid.pad_width[a]
+        pc, cc = _halo_chunks(user_chunks[a], b, after, depth[a])
+        padded.append(pc)
+        regions = _overlap_regions(pc, depth[a], grid.padded_shape[a])
+        # Patch i goes to the chunk holding its origin; with edge="pad" (centred padding)
+        # a padded-frame origin is the original-frame pixel the patch is centred on.
+        bounds = np.searchsorted(grid.origins[a], _starts(cc), side="left")
+        bounds[-1] = grid.grid_shape[a]
+        gchunks.append(tuple(int(n) for n in np.diff(bounds)))
+        pairs = enumerate(itertools.pairwise(bounds))
+        tables.append([((int(i0), int(i1)), regions[j][0]) for j, (i0, i1) in pairs])
+    x = x.rechunk(tuple(padded) + ((nc,) if has_c else ()))
+    return da.map_overlap(
+        make_task(tables), x, depth={a: depth[a] for a in range(k)}, boundary="none",
+        trim=False, allow_rechunk=False, chunks=tuple(gchunks),
+        drop_axis=[k] if has_c else [], dtype=out_dtype, meta=np.empty((0,) * k, out_dtype),
+        name=name,
+    )  # fmt: skip
+
+
+def process_batches(
+    image, func, patch_shape, step=None, *, overlap=None, batch_size=B.DEFAULT_BATCH_SIZE,
+    out_channels=None, edge="cover", dtype=None, threads=None, channel_axis=None,
+    window=None, sigma=None, reduce="mean", pad_mode="reflect", pad_value=0, out=None,
+    progress=False,
+):  # fmt: skip
+    """Lazy :func:`patchjit.process_batches` of a dask array, exact across chunks.
+
+    Called by :func:`patchjit.process_batches` when ``image`` is a
+    :class:`dask.array.Array`. Same scheme as :func:`process_image`: each task gathers
+    the patches of the global grid that touch its chunk into batches, calls ``func``
+    on them and merges the outputs into its chunk only. The parameters mean the same,
+    except:
+
+    - ``func`` runs inside dask tasks, so under the threaded scheduler (dask's
+      default) it is called from several worker threads at once: it must be
+      thread-safe (NumPy, scikit-image and a torch model in ``inference_mode`` are).
+      Otherwise compute with ``scheduler="synchronous"`` or ``"processes"`` (then
+      ``func`` must pickle). A batch never mixes patches of two chunks, so batches are
+      smaller near chunk borders, and patches that straddle chunks are computed once
+      per chunk they touch.
+    - ``threads``: numba threads for the gather and merge inside each task, default 1
+      (the serial kernels; dask supplies the parallelism). No background thread: each
+      task gathers, calls ``func`` and merges one batch after the other.
+    - ``out`` and ``progress`` are not supported.
+
+    Returns
+    -------
+    dask.array.Array
+        Lazy result with the image's chunks (the channel axis in one chunk, and
+        ``out_channels`` channels where given). Equal to the in-memory result: ``max``,
+        ``min`` and single-patch pixels bit for bit, ``mean``/``sum`` to float rounding
+        (each pixel adds the same terms in the same patch order, so in practice they
+        agree bit for bit as well, as long as ``func``'s output for a patch does not
+        depend on the rest of its batch).
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da, patchjit
+    >>> image = np.random.default_rng(0).random((50, 40), dtype=np.float32)
+    >>> def remove_mean(batch):
+    ...     return batch - batch.mean(axis=(1, 2), keepdims=True)
+    >>> lazy = patchjit.process_batches(da.from_array(image, chunks=17), remove_mean, 8, 4)
+    >>> lazy.chunks
+    ((17, 17, 16), (17, 17, 6))
+    >>> want = patchjit.process_batches(image, remove_mean, 8, 4)
+    >>> bool(np.allclose(lazy.compute(scheduler="threads"), want))
+    True
+    """
+    from ..api import _check_merge_geometry, _check_pad, _check_window, _output_dtype
+
+    _no_out(out, progress)
+    _check_array(image)
+    grid = PatchGrid(
+        image.shape, patch_shape, step, edge, overlap=overlap, channel_axis=channel_axis,
+        window=window, sigma=sigma,
+    )  # fmt: skip
+    red = _check_merge_geometry(grid, reduce)
+    _check_pad(grid, image.dtype, pad_mode, pad_value)
+    B._check_func(func)
+    batch_size = B._check_batch_size(batch_size)
+    threads = _check_threads(threads)
+    _, nk, k_axis = _out_layout(image.shape, grid, out_channels)
+    acc_dtype = E.accumulation_dtype(image.dtype)
+    _check_window(grid, acc_dtype)
+    out_dtype = _output_dtype(dtype, acc_dtype, None)
+
+    def make(tables, norm):
+        return _BatchTask(
+            grid, tables, norm, func, red, nk, k_axis, batch_size, acc_dtype, out_dtype, threads
+        )
+
+    name = "patchjit-batches-" + _token(
+        image, grid, func, red, nk, batch_size, out_dtype, threads, pad_mode, pad_value
+    )
+    return _merge_graph(image, grid, pad_mode, pad_value, make, nk, k_axis, out_dtype, name)
+
+
+def map_batches(
+    image, func, patch_shape, step=None, *, overlap=None, batch_size=B.DEFAULT_BATCH_SIZE,
+    edge="valid", dtype=None, threads=None, channel_axis=None, pad_mode="reflect",
+    pad_value=0, progress=False,
+):  # fmt: skip
+    """Lazy :func:`patchjit.map_batches` of a dask array; bitwise equal to in memory.
+
+    Called by :func:`patchjit.map_batches` for a :class:`dask.array.Array`. Chunks as
+    in :func:`map_patches`; ``func`` and ``threads`` as in :func:`process_batches`
+    (``func`` must be thread-safe under dask's threaded scheduler).
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da, patchjit
+    >>> image = da.from_array(np.arange(64.0).reshape(8, 8), chunks=4)
+    >>> lazy = patchjit.map_batches(image, lambda b: b.max(axis=(1, 2)) - b.min(axis=(1, 2)),
+    ...                             3, edge="pad", pad_mode="edge")
+    >>> lazy.chunks
+    ((4, 4), (4, 4))
+    >>> float(lazy[4, 4].compute())
+    18.0
+    """
+    from ..api import _check_pad, _output_dtype
+
+    _no_out(None, progress)
+    _check_array(image)
+    grid = PatchGrid(
+        image.shape, patch_shape, step, edge, overlap=overlap, channel_axis=channel_axis,
+        centered=True,
+    )  # fmt: skip
+    _check_pad(grid, image.dtype, pad_mode, pad_value)
+    B._check_func(func)
+    batch_size = B._check_batch_size(batch_size)
+    threads = _check_threads(threads)
+    acc_dtype = E.accumulation_dtype(image.dtype)
+    out_dtype = _output_dtype(dtype, acc_dtype, None)
+    res_dtype = B._values_dtype(acc_dtype, out_dtype)
+
+    def make(tables):
+        return _MapBatchTask(grid, tables, func, batch_size, acc_dtype, res_dtype, out_dtype,
+                             threads)  # fmt: skip
+
+    name = "patchjit-map-batches-" + _token(
+        image, grid, func, batch_size, out_dtype, threads, pad_mode, pad_value
+    )
+    return _map_graph(image, grid, pad_mode, pad_value, make, out_dtype, name)
+
+
+def unpatchify(
+    patches, image_shape, step=None, *, overlap=None, edge=None, channel_axis=None,
+    window=None, sigma=None, reduce="mean", dtype=None, out=None, threads=None,
+    progress=False,
+):  # fmt: skip
+    """Lazy :func:`patchjit.unpatchify` of a dask array of patches.
+
+    Called by :func:`patchjit.unpatchify` for a :class:`dask.array.Array` (grid or
+    flattened form; the patch and channel axes are rechunked to one chunk). Output chunk
+    ``i`` along an axis starts at the origin of the first patch of grid chunk ``i``.
+    Exactness as in :func:`process_image`. ``threads`` default 1.
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da, patchjit
+    >>> image = np.random.default_rng(0).random((30, 26))
+    >>> patches = da.from_array(patchjit.patchify(image, (4, 6), step=2), chunks=5)
+    >>> lazy = patchjit.unpatchify(patches, image.shape, step=2)
+    >>> lazy.chunks
+    ((10, 10, 10), (10, 16))
+    >>> bool(np.allclose(lazy.compute(), image))
+    True
+    """
+    from ..api import _check_merge_geometry, _check_window, _output_dtype, _patches_layout
+
+    _no_out(out, progress)
+    _check_array(patches, "patches")
+    image_shape = tuple(int(n) for n in image_shape)
+    if edge == "pad":
+        raise ValueError("unpatchify takes edge='cover' or 'valid'; 'pad' needs the image")
+    # the in-memory reading of the patches' layout (edge=None: "cover" if it fits)
+    grid = _patches_layout(
+        patches.shape, image_shape, step, overlap, edge, channel_axis, window, sigma
+    )
+    red = _check_merge_geometry(grid, reduce)
+    k, nc, has_c = grid.ndim, grid.n_channels, grid.channel_axis is not None
+    grid_form = patches.ndim == 2 * k + has_c
+    tail = grid.patch_shape + ((nc,) if has_c else ())
+    threads = _check_threads(threads)
+    acc_dtype = E.accumulation_dtype(patches.dtype)
+    _check_window(grid, acc_dtype)
+    out_dtype = _output_dtype(dtype, acc_dtype, None)
+
+    x = patches if grid_form else patches.reshape(grid.grid_shape + tail)
+    x = x.rechunk({a: -1 for a in range(k, x.ndim)})
+    depth, cores, tables, gchunks = [], [], [], []
+    for a in range(k):
+        o, p = grid.origins[a], grid.patch_shape[a]
+        d = min(-(-(p - 1) // grid.step[a]) + 1, grid.grid_shape[a] - 1)
+        gc = _merge_small(x.chunks[a], max(d, 1))
+        gs = _starts(gc)
+        bounds = np.append(o[gs[:-1]], image_shape[a] if not has_c else grid.spatial_shape[a])
+        bounds[0] = 0
+        cov = grid.axis_coverage(a)
+        rows = []
+        for j, (c0, c1) in enumerate(itertools.pairwise(bounds)):
+            rng = _axis_range(grid, a, int(c0), int(c1))
+            rows.append((int(c0), int(c1), rng, max(0, int(gs[j]) - d), cov[c0:c1]))
+        depth.append(d)
+        gchunks.append(gc)
+        cores.append(tuple(int(n) for n in np.diff(bounds)))
+        tables.append(rows)
+    x = x.rechunk(tuple(gchunks) + x.chunks[k:])
+    task = _UnpatchifyTask(grid, tables, red, acc_dtype, out_dtype, threads)
+    res = da.map_overlap(
+        task, x, depth={a: depth[a] for a in range(k)}, boundary="none", trim=False,
+        allow_rechunk=False, chunks=tuple(cores) + (((nc,),) if has_c else ()),
+        drop_axis=list(range(k, k + k)), dtype=out_dtype,
+        meta=np.empty((0,) * (k + has_c), out_dtype),
+        name="patchjit-unpatchify-" + _token(x, grid, red, out_dtype, threads),
+    )  # fmt: skip
+    if has_c:
+        res = da.moveaxis(res, -1, grid.channel_axis)
+    return res

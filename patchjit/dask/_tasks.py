@@ -1,0 +1,237 @@
+"""The per-chunk tasks of the dask graphs: picklable callables that run the engine.
+
+Each task gets its chunk's input region (the chunk plus its halo, channels last) from
+:func:`dask.array.map_overlap`, runs the engine (:mod:`patchjit._engine`,
+:mod:`patchjit._batches`) on the patches of the global grid that touch its core, and
+returns the core. :class:`_ProcessTask` and :class:`_MapTask` are the two kinds
+(overlap-add, one value per patch); the batch and unpatchify tasks change only their
+source or their engine call.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from .. import _batches as B
+from .. import _engine as E
+from .. import _kernels as K
+from .._cast import to_dtype
+from .._validate import as_image
+
+# numba's workqueue layer aborts when two threads launch parallel kernels at once. Tasks
+# with threads=1 run the engine's serial kernels and need no lock; others take this lock
+# unless the layer is known to be tbb/omp.
+_LAUNCH_LOCK = threading.Lock()
+
+
+class _Launch:
+    """Serialise parallel kernel launches unless the threading layer is thread-safe.
+
+    With ``threads=1`` (the default in dask tasks) the engine runs serial kernels, which
+    are safe from any thread: no lock, so tasks really run concurrently.
+    """
+
+    def __init__(self, threads=None):
+        self.threads = threads
+
+    def __enter__(self):
+        import numba
+
+        if self.threads == 1:
+            self.lock = None
+            return
+        try:
+            safe = numba.threading_layer() in ("tbb", "omp")
+        except ValueError:  # no parallel kernel has run yet in this process
+            safe = False
+        self.lock = None if safe else _LAUNCH_LOCK
+        if self.lock is not None:
+            self.lock.acquire()
+
+    def __exit__(self, *exc):
+        if self.lock is not None:
+            self.lock.release()
+
+
+def _read_only(a):
+    a = a.view()
+    a.flags.writeable = False
+    return a
+
+
+def _src4(region, k):
+    """The block's input as the engine's read-only C-contiguous (D, H, W, C) view."""
+    v = np.ascontiguousarray(as_image(region, "block"))
+    if v.ndim == k:
+        v = v[..., None]
+    return _read_only(v.reshape((1,) * (3 - k) + v.shape))
+
+
+class _Normaliser:
+    """Divide a core's accumulator by the global coverage sliced to the core.
+
+    The same kernels and inputs as in memory (``api._normalise``), the separable
+    coverage vectors or the non-separable window's profiles shifted to the core's
+    start, so the coverage of every pixel is the in-memory one bit for bit.
+    """
+
+    def __init__(self, grid):
+        from ..api import _window_profiles
+
+        self.full = grid.window_array is not None and grid.window_vectors is None
+        self.profiles = _window_profiles(grid) if self.full else None
+
+    def __call__(self, acc, rows, nco, divide):
+        serial = E.serial_wanted()
+        if self.full:
+            ind, vecs, pads = self.profiles
+            starts = E.canonical3([r[0] for r in rows], 0)
+            pads = tuple(int(p + s) for p, s in zip(pads, starts))
+            fin = K.finalize_window_serial if serial else K.finalize_window
+            fin(acc, ind[0], ind[1], vecs, pads, nco, divide)
+        else:
+            vecs = E.canonical3([r[4] for r in rows], np.ones(1))
+            fin = K.finalize_serial if serial else K.finalize
+            fin(acc, *vecs, nco, divide)
+
+
+class _ProcessTask:
+    """One output chunk of :func:`process_image` (picklable for distributed workers).
+
+    Returns the chunk's core as ``(*core, nco)``, or ``(*core)`` when ``squeeze``.
+    Subclasses change the source (``_source``) or the accumulation (``_accumulate``).
+    """
+
+    squeeze = False
+
+    def __init__(self, grid, tables, norm, func, args, take, oview, red, nco, acc_dt, out_dt,
+                 threads):  # fmt: skip
+        self.grid, self.tables, self.norm, self.func, self.args = grid, tables, norm, func, args
+        self.take, self.oview, self.red, self.nco = take, oview, red, nco
+        self.acc_dtype, self.out_dtype, self.threads = acc_dt, out_dt, threads
+        self.w3 = None
+        if grid.window_array is not None:
+            w = grid.window_array.reshape(E.canonical3(grid.patch_shape, 1))
+            self.w3 = np.ascontiguousarray(np.repeat(w, nco, axis=2), dtype=acc_dt)
+
+    def __call__(self, region, block_id=None):
+        rows = [self.tables[a][block_id[a]] for a in range(self.grid.ndim)]
+        core = [r[1] - r[0] for r in rows]
+        sp = E.canonical3(core, 1)
+        init = 0.0 if self.red in ("mean", "sum") else (-np.inf if self.red == "max" else np.inf)
+        acc = np.full((sp[0], sp[1], sp[2] * self.nco), init, dtype=self.acc_dtype)
+        if all(r[2][1] > r[2][0] for r in rows):
+            src, origins, region0 = self._source(region, rows)
+            origins3 = E.canonical3(origins, np.zeros(1, dtype=np.int64))
+            region0 = tuple(int(v) for v in E.canonical3(region0, 0))
+            self._accumulate(src, origins3, acc, region0)
+        with _Launch(self.threads), E.thread_limit(self.threads):
+            self.norm(acc, rows, self.nco, self.red == "mean")
+        result = acc.reshape((*core, self.nco))
+        if self.squeeze:
+            result = result[..., 0]
+        return to_dtype(result, self.out_dtype)
+
+    def _accumulate(self, src, origins3, acc, region0):
+        """Overlap-add the patches at ``origins3`` (``src``'s frame) into ``acc``."""
+        g = self.grid
+        E.prepare_process_callback(self.func, self.take, self.oview, src, self.acc_dtype, self.args)
+        with _Launch(self.threads), E.thread_limit(self.threads):
+            E.run_accumulate(
+                src, self.take, self.oview, self.func, self.args, origins3,
+                E.canonical3(g.patch_shape, 1), g.n_channels, self.w3,
+                {"mean": K.SUM, "sum": K.SUM, "max": K.MAX, "min": K.MIN}[self.red],
+                acc, region0, nc_out=self.nco,
+            )  # fmt: skip
+
+    def _source(self, region, rows):
+        """The engine's source, patch origins in its frame and the core's start there."""
+        g, k = self.grid, self.grid.ndim
+        origins = [g.origins[a][slice(*rows[a][2])] - rows[a][3] for a in range(k)]
+        region0 = [rows[a][0] + g.pad_width[a][0] - rows[a][3] for a in range(k)]
+        return _src4(region, k), origins, region0
+
+
+class _MapTask:
+    """One output chunk of :func:`map_patches`."""
+
+    def __init__(self, grid, tables, func, args, take, res_dtype, out_dtype, threads):
+        self.grid, self.tables, self.func, self.args, self.take = grid, tables, func, args, take
+        self.res_dtype, self.out_dtype, self.threads = res_dtype, out_dtype, threads
+
+    def __call__(self, region, block_id=None):
+        g, k = self.grid, self.grid.ndim
+        rows = [self.tables[a][block_id[a]] for a in range(k)]
+        shape = tuple(i1 - i0 for (i0, i1), _ in rows)
+        res = np.empty(E.canonical3(shape, 1), dtype=self.res_dtype)
+        if res.size:
+            src = _src4(region, k)
+            origins = [g.origins[a][slice(*rows[a][0])] - rows[a][1] for a in range(k)]
+            self._run(src, E.canonical3(origins, np.zeros(1, dtype=np.int64)), res)
+        return to_dtype(res.reshape(shape), self.out_dtype)
+
+    def _run(self, src, origins3, res):
+        """One value per patch at ``origins3`` (``src``'s frame) into ``res``."""
+        E.prepare_map_callback(self.func, self.take, src, self.args)
+        with _Launch(self.threads), E.thread_limit(self.threads):
+            E.run_map(
+                src, self.take, self.func, self.args, origins3,
+                E.canonical3(self.grid.patch_shape, 1), res,
+            )  # fmt: skip
+
+
+class _BatchTask(_ProcessTask):
+    """One output chunk of :func:`process_batches`: the batch pipeline on its patches."""
+
+    def __init__(self, grid, tables, norm, func, red, nk, k_axis, batch_size, acc_dtype,
+                 out_dtype, threads):  # fmt: skip
+        super().__init__(
+            grid, tables, norm, func, (), None, None, red, nk, acc_dtype, out_dtype, threads
+        )
+        self.k_axis, self.batch_size = k_axis, batch_size
+        self.wts = B.batch_weights(grid, nk, acc_dtype)
+
+    def _accumulate(self, src, origins3, acc, region0):
+        with _Launch(self.threads), E.thread_limit(self.threads):
+            B.accumulate_batches(
+                src, self.func, self.grid, origins3, self.nco, self.k_axis, self.wts,
+                self.red, acc, region0, self.batch_size, pipelined=False,
+            )  # fmt: skip
+
+
+class _MapBatchTask(_MapTask):
+    """One output chunk of :func:`map_batches`."""
+
+    def __init__(self, grid, tables, func, batch_size, acc_dtype, res_dtype, out_dtype, threads):
+        super().__init__(grid, tables, func, (), None, res_dtype, out_dtype, threads)
+        self.batch_size, self.acc_dtype = batch_size, acc_dtype
+
+    def _run(self, src, origins3, res):
+        with _Launch(self.threads), E.thread_limit(self.threads):
+            B.map_values(
+                src, self.func, self.grid, origins3, self.acc_dtype, res.reshape(-1),
+                self.batch_size, pipelined=False,
+            )  # fmt: skip
+
+
+class _UnpatchifyTask(_ProcessTask):
+    """One output chunk of :func:`unpatchify`: the stacked patches as the source."""
+
+    def __init__(self, grid, tables, red, acc_dtype, out_dtype, threads):
+        super().__init__(
+            grid, tables, _Normaliser(grid), K.copy_flat, (), K.take_flat, K.oview_flat,
+            red, grid.n_channels, acc_dtype, out_dtype, threads,
+        )  # fmt: skip
+        self.squeeze = grid.channel_axis is None
+
+    def _source(self, region, rows):
+        g, k = self.grid, self.grid.ndim
+        sel = tuple(slice(r[2][0] - r[3], r[2][1] - r[3]) for r in rows)
+        v = as_image(region, "patches")[sel]
+        shape = E.canonical3(v.shape[:k], 1) + E.canonical3(g.patch_shape, 1) + (g.n_channels,)
+        v = np.ascontiguousarray(v).reshape(shape)
+        origins = [g.origins[a][slice(*rows[a][2])] for a in range(k)]
+        region0 = [rows[a][0] for a in range(k)]
+        return _read_only(v), origins, region0
