@@ -18,17 +18,16 @@ from pathlib import Path
 
 import numpy as np
 
+from . import _large
+from ._budget import ClipTally, fits
 from ._cast import to_dtype
-from ._files import ImageReadError, Picture, load, save, stored_size
+from ._files import ImageReadError, Picture, load, save
 
 __all__ = [
     "FileResult",
     "Job",
     "Runner",
     "UsageError",
-    "estimate",
-    "fits",
-    "format_size",
     "load_function",
     "process_file",
 ]
@@ -42,20 +41,19 @@ class UsageError(Exception):
 class Job:
     """Everything needed to process images; picklable, so workers can rebuild it.
 
-    ``patch`` has 2 sizes (each 2-D plane of a file) or 3 (volumes); ``None`` means
-    the op's default square patch. ``step`` and ``overlap`` exclude each other.
-    ``batch``: ``func`` is a batch function run by :func:`patchjit.process_batches`
-    with this batch size. ``max_memory``: bytes; a file whose processing needs more
-    goes out of core (:mod:`patchjit._large`).
+    ``patch`` has 2 sizes (each 2-D plane of a file) or 3 (volumes) and ``step`` one
+    per patch axis: both resolved once, before any file is read (the op's default
+    patch, ``--overlap`` turned into a step). ``batch``: ``func`` is a batch function
+    run by :func:`patchjit.process_batches` with this batch size. ``max_memory``:
+    bytes; a file whose processing needs more goes out of core (:mod:`patchjit._large`).
     """
 
     op: str | None
     func: str | None
     params: tuple[tuple[str, object], ...] = ()
     args: tuple = ()
-    patch: tuple[int, ...] | None = None
-    step: int | tuple[int, ...] | None = None
-    overlap: float | tuple[float, ...] | None = None
+    patch: tuple[int, ...] = (8, 8)
+    step: tuple[int, ...] = (1, 1)
     edge: str | None = None
     window: str | None = None
     dtype: str | None = None
@@ -82,12 +80,8 @@ class Runner:
         self.job = job
         self.op = ops.get(job.op) if job.op is not None else None
         self.func = load_function(job.func) if job.func is not None else None
-        self.n_spatial = 3 if job.patch is not None and len(job.patch) == 3 else 2
-
-    @property
-    def patch(self) -> tuple[int, ...]:
-        """The patch size: ``--patch``, or the op's default on every spatial axis."""
-        return self.job.patch or (self.op.default_patch,) * self.n_spatial
+        self.n_spatial = len(job.patch)
+        self.patch = job.patch
 
     def apply(self, picture: Picture, threads=None, progress=False) -> np.ndarray:
         """The float result for ``picture.pixels``: same shape and axis order."""
@@ -112,11 +106,9 @@ class Runner:
     def _run(self, image, channels: bool, threads, progress) -> np.ndarray:
         """Run the op or callback on one plane or volume (channels last if any)."""
         from . import process_image
-        from ._validate import resolve_step
 
         job = self.job
-        patch = self.patch
-        step = resolve_step(job.step, job.overlap, patch)
+        patch, step = job.patch, job.step
         if job.batch is not None:
             from . import process_batches
 
@@ -192,10 +184,6 @@ class FileResult:
     warning: str | None = None
 
 
-# Warn when more than this fraction of values is clipped to an integer dtype's range.
-CLIP_WARNING = 1e-3
-
-
 def process_file(runner: Runner, src: Path, dst: Path, threads=None, progress=False):
     """Read, process and write one file: the one place where that happens.
 
@@ -205,14 +193,13 @@ def process_file(runner: Runner, src: Path, dst: Path, threads=None, progress=Fa
     header) exceeds it is processed out of core instead (:func:`patchjit._large.process`).
     """
     try:
-        if runner.job.max_memory is not None and not fits(runner.job, src):
-            from ._large import process
-
-            mpix, warning = process(runner, src, dst, threads)
+        job = runner.job
+        if not fits(src, job.max_memory, job.dtype):
+            mpix, warning = _large.process(runner, src, dst, threads)
             return FileResult("done", src, str(dst), mpix, warning)
         picture = load(src)
         result = runner.apply(picture, threads=threads, progress=progress)
-        out, warning = _finish(result, runner.job.dtype or picture.dtype, src)
+        out, warning = _finish(result, job.dtype or picture.dtype, src)
         save(dst, picture, picture.full(out), runner.job.quality)
     except Exception as exc:
         return FileResult("failed", src, f"{src}: {_reason(exc)}")
@@ -221,43 +208,15 @@ def process_file(runner: Runner, src: Path, dst: Path, threads=None, progress=Fa
     return FileResult("done", src, str(dst), mpix, warning)
 
 
-def estimate(job: Job, src: Path) -> int:
-    """Bytes that processing ``src`` in memory needs: image + float accumulator + output.
-
-    From the file's header only (no pixels read); the in-memory path holds a few more
-    temporary copies, so this is a lower bound on its peak.
-    """
-    from ._engine import accumulation_dtype
-
-    shape, dtype = stored_size(src)
-    n = int(np.prod(shape, dtype=np.int64))
-    acc = accumulation_dtype(np.float32 if dtype == np.bool_ else dtype).itemsize
-    out = np.dtype(job.dtype or dtype).itemsize
-    return n * (dtype.itemsize + acc + out)
-
-
-def fits(job: Job, src: Path) -> bool:
-    """Whether ``src`` fits ``job.max_memory`` (always, without a budget)."""
-    return job.max_memory is None or estimate(job, src) <= job.max_memory
-
-
 def _finish(result: np.ndarray, dtype, src: Path) -> tuple[np.ndarray, str | None]:
     """Cast a float result to the output dtype; warn when much of it is clipped."""
     dtype = np.dtype(dtype)
     if dtype == np.bool_:  # 1-bit images: threshold at 0.5
         to_dtype(result, np.uint8, what="the result")  # NaN check
         return result >= 0.5, None
-    warning = None
-    if dtype.kind in "iu":
-        info = np.iinfo(dtype)
-        rounded = np.rint(result)
-        fraction = np.count_nonzero((rounded < info.min) | (rounded > info.max)) / result.size
-        if fraction > CLIP_WARNING:
-            warning = (
-                f"{src}: {fraction:.1%} of the values were clipped to the {dtype} range "
-                f"[{info.min}, {info.max}]; --dtype float32 keeps them (TIFF)"
-            )
-    return to_dtype(result, dtype, what="the result"), warning
+    tally = ClipTally(dtype)
+    tally.count(result)
+    return to_dtype(result, dtype, what="the result"), tally.warning(src)
 
 
 def _reason(exc: Exception) -> str:
@@ -275,19 +234,6 @@ def _reason(exc: Exception) -> str:
     if isinstance(exc, (ValueError, TypeError, OSError)):
         return lines[0][:400]
     return f"{type(exc).__name__}: {lines[0]}"[:400]
-
-
-def format_size(n: int) -> str:
-    """``n`` bytes for a message: ``"64MB"``, ``"64MiB"``, ``"1.5GB"``."""
-    decimal = (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3))
-    binary = (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10))
-    for unit, size in decimal + binary:  # an exact multiple reads as typed
-        if size <= n < 1000 * size and n % size == 0:
-            return f"{n // size}{unit}"
-    for unit, size in decimal:
-        if n >= size:
-            return f"{n / size:.3g}{unit}"
-    return f"{n}B"
 
 
 def _first_line(exc: BaseException) -> str:

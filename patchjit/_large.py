@@ -17,14 +17,13 @@ else is a per-file failure that says so.
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 
 import numpy as np
 
+from ._budget import ClipTally, estimate, format_size
 from ._cast import to_dtype
 from ._files import TIFF_SUFFIXES, atomic_output, tiff_info, tiff_write_options
-from ._validate import resolve_step
 
 __all__ = ["process"]
 
@@ -40,13 +39,12 @@ def process(runner, src: Path, dst: Path, threads=None) -> tuple[float, str | No
     import dask
 
     from . import dask as pdask
-    from ._jobs import CLIP_WARNING, estimate, format_size
 
     job = runner.job
     budget = job.max_memory
     too_large = (
         f"too large for --max-memory {format_size(budget)} (needs about "
-        f"{format_size(estimate(job, src))} in memory)"
+        f"{format_size(estimate(src, job.dtype))} in memory)"
     )
     if Path(src).suffix.lower() not in TIFF_SUFFIXES:
         raise ValueError(f"{too_large}; only TIFF can be processed out of core")
@@ -90,63 +88,36 @@ def process(runner, src: Path, dst: Path, threads=None) -> tuple[float, str | No
     compression = write.pop("compression", None)
     with atomic_output(Path(dst)) as tmp, dask.config.set(scheduler="threads", num_workers=workers):
         pdask.to_tiff(result, tmp, tile=TILE, compression=compression, **write)
-    mpix = shape[0] * shape[1] / 1e6
-    warning = None
-    if cast.total and cast.clipped / cast.total > CLIP_WARNING:
-        info = np.iinfo(out_dtype)
-        warning = (
-            f"{src}: {cast.clipped / cast.total:.1%} of the values were clipped to the "
-            f"{out_dtype} range [{info.min}, {info.max}]; --dtype float32 keeps them (TIFF)"
-        )
-    return mpix, warning
+    return shape[0] * shape[1] / 1e6, cast.tally.warning(src)
 
 
 def _lazy_result(runner, pdask, x, patch, channels):
     """The lazy float result of the job's op or callback on dask array ``x``."""
     job = runner.job
-    step = resolve_step(job.step, job.overlap, patch)
-    edge, window = job.edge, job.window
+    edge, window = job.edge or "cover", job.window
     if runner.op is None:
-        return pdask.process_image(x, runner.func, patch, step, args=job.args,
-                                   edge=edge or "cover", window=window,
+        return pdask.process_image(x, runner.func, patch, job.step, args=job.args,
+                                   edge=edge, window=window,
                                    channel_axis=-1 if channels else None)  # fmt: skip
-    from . import ops
-
-    params = dict(job.params)
-    if runner.op.kind == "map":
-        func = {"local-std": ops.local_std, "median": ops.median}.get(runner.op.name)
-        if func is not None:
-            return pdask.map_patches(x, func, patch, 1, edge="pad")
-    else:
-        func, args = {
-            "identity": (ops.identity, ()),
-            "mean-remove": (ops.mean_remove, ()),
-            "dct-denoise": (ops.dct_denoise, (float(params.get("sigma", 0.0)),)),
-        }.get(runner.op.name, (None, ()))
-        if func is not None:
-            return pdask.process_image(x, func, patch, step, args=args, edge=edge or "cover",
-                                       window=window)  # fmt: skip
-    raise ValueError(f"op {runner.op.name!r} cannot run out of core")
+    op = runner.op
+    if op.callback is None:
+        raise ValueError(f"op {op.name!r} cannot run out of core")
+    if op.kind == "map":
+        return pdask.map_patches(x, op.callback, patch, 1, edge="pad")
+    return pdask.process_image(x, op.callback, patch, job.step, args=op.args(dict(job.params)),
+                               edge=edge, window=window)  # fmt: skip
 
 
 class _Cast:
-    """Chunk-wise :func:`to_dtype` to the output dtype, counting clipped values."""
+    """Chunk-wise :func:`to_dtype` to the output dtype, tallying clipped values."""
 
     def __init__(self, dtype: np.dtype, src: Path):
         self.dtype, self.what = dtype, f"the result of {src}"
-        self.lock = threading.Lock()
-        self.clipped = self.total = 0
+        self.tally = ClipTally(dtype)
 
     def __call__(self, block: np.ndarray) -> np.ndarray:
         if self.dtype == np.bool_:  # 1-bit images: threshold at 0.5, as in memory
             to_dtype(block, np.uint8, what=self.what)  # NaN check
             return (block >= 0.5).astype(np.uint8)
-        if self.dtype.kind in "iu" and block.dtype.kind == "f":
-            info = np.iinfo(self.dtype)
-            rounded = np.rint(block)
-            n = int(np.count_nonzero((rounded < info.min) | (rounded > info.max)))
-            del rounded
-            with self.lock:
-                self.clipped += n
-                self.total += block.size
+        self.tally.count(block)
         return to_dtype(block, self.dtype, what=self.what)

@@ -53,8 +53,12 @@ def _parse_patch(text: str | None) -> tuple[int, ...] | None:
     return patch * 2 if len(patch) == 1 else patch
 
 
-def _parse_step(args, patch) -> tuple[tuple | None, tuple | None]:
-    """``(step, overlap)`` from ``--step``/``--overlap``, checked against the patch."""
+def _resolve_step(args, patch: tuple[int, ...]) -> tuple[int, ...]:
+    """The step on every patch axis, from ``--step`` or ``--overlap``: resolved once here.
+
+    A step larger than the patch leaves pixels no patch covers, which only
+    ``--edge valid`` allows: a usage error otherwise, before any file is read.
+    """
     from ._validate import resolve_step
 
     if args.step is not None and args.overlap is not None:
@@ -62,19 +66,24 @@ def _parse_step(args, patch) -> tuple[tuple | None, tuple | None]:
     step = _parse_numbers(args.step, "--step") if args.step is not None else None
     overlap = _parse_numbers(args.overlap, "--overlap", float) if args.overlap else None
     given = step or overlap
-    k = len(patch) if patch else 2
+    k = len(patch)
     if given is not None and len(given) not in (1, k):
-        raise UsageError(f"--step/--overlap need 1 or {k} values (one per patch axis)")
+        raise UsageError(
+            f"--step/--overlap need 1 or {k} values (one per patch axis), got {len(given)}"
+        )
+    if given is not None and len(given) == 1:
+        given = given * k
     try:
-        resolve_step(None, overlap if overlap is None or len(overlap) > 1 else overlap[0],
-                     patch or (8,) * k)  # fmt: skip
+        resolved = resolve_step(given if step else None, given if overlap else None, patch)
     except (TypeError, ValueError) as exc:
         raise UsageError(f"--overlap: {exc}") from None
-    if overlap is not None and len(overlap) == 1:
-        overlap = overlap[0]
-    if step is not None and len(step) == 1:
-        step = step[0]
-    return step, overlap
+    if args.edge != "valid" and any(s > p for s, p in zip(resolved, patch)):
+        raise UsageError(
+            f"--step {','.join(map(str, resolved))} is larger than --patch "
+            f"{','.join(map(str, patch))}: pixels between patches would be covered by none; "
+            f"give a step <= the patch size, or --edge valid (uncovered pixels become NaN)"
+        )
+    return resolved
 
 
 # --max-memory units: decimal (kB, MB, GB, TB) and binary (KiB, MiB, GiB, TiB); "B" or none
@@ -259,7 +268,10 @@ def _job_from_args(args) -> Job:
     params = _parse_params(args.op, args.param) if args.op else ()
     if args.op:
         _check_map_op(args.op, args)
-    step, overlap = _parse_step(args, patch)
+        from . import ops
+
+        patch = patch or (ops.get(args.op).default_patch,) * 2
+    step = _resolve_step(args, patch)
     if args.quality is not None and not 1 <= args.quality <= 100:
         raise UsageError(f"--quality must be 1 to 100, got {args.quality}")
     if args.jobs < 1:
@@ -271,9 +283,8 @@ def _job_from_args(args) -> Job:
             "whole budget. Use --jobs 1 (the out-of-core path runs chunks in parallel "
             "threads itself) or divide the budget and run fewer jobs"
         )
-    return Job(args.op, args.func, params, _parse_args(args.arg), patch, step, overlap,
-               args.edge, args.window, args.dtype, args.quality, args.batch,
-               max_memory)  # fmt: skip
+    return Job(args.op, args.func, params, _parse_args(args.arg), patch, step, args.edge,
+               args.window, args.dtype, args.quality, args.batch, max_memory)  # fmt: skip
 
 
 def cmd_run(args) -> int:

@@ -162,6 +162,20 @@ def test_usage_errors_exit_2(tree, tmp_path, capsys, argv, message):
     assert not (tmp_path / "out").exists()
 
 
+def test_step_larger_than_patch_is_allowed_with_edge_valid(small_u8, tmp_path):
+    src, image = small_u8
+    out = tmp_path / "out"
+    argv = ["--op", "identity", "--patch", "4", "--step", "5", "--edge", "valid"]
+    assert _run("run", src, "-o", out, *argv, "--dtype", "float32", "-q") == cli.EXIT_OK
+    got = read_image(out / src.name)
+    covered = np.zeros(image.shape, bool)
+    for y in range(0, image.shape[0] - 3, 5):
+        for x in range(0, image.shape[1] - 3, 5):
+            covered[y : y + 4, x : x + 4] = True
+    np.testing.assert_array_equal(got[covered], image[covered])
+    assert np.isnan(got[~covered]).all()
+
+
 def test_patch_larger_than_image_names_it(tmp_path, capsys):
     write_image(tmp_path / "in" / "tiny.png", np.zeros((6, 6), np.uint8))
     code = _run("run", tmp_path / "in", "-o", tmp_path / "out", "--op", "identity",
@@ -380,6 +394,11 @@ def test_func_module_from_current_folder_with_args(tmp_path, monkeypatch):
         (["--func", "numpy:add", "--patch", "3", "--arg", "x"], "--arg"),
         (["--op", "identity", "--overlap", "1.5"], "overlap"),
         (["--op", "identity", "--quality", "0"], "quality"),
+        (["--op", "identity", "--patch", "8", "--step", "9"], "--step 9,9 is larger than"),
+        (["--op", "identity", "--step", "9"], "--patch 8,8"),  # the op's default patch
+        (["--op", "identity", "--patch", "8,4", "--step", "2,5"], "--step 2,5 is larger"),
+        (["--func", "numpy:add", "--patch", "3,3,3", "--step", "1,1,4"], "larger than"),
+        (["--op", "identity", "--patch", "4,4,4", "--step", "1,2"], "1 or 3 values"),
     ],
 )
 def test_option_errors_are_usage_errors_not_file_errors(tree, tmp_path, capsys, argv, message):

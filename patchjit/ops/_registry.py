@@ -1,11 +1,18 @@
-"""The :class:`Op` registry: named, parameterised built-in operations for the CLI."""
+"""The :class:`Op` registry: named, parameterised built-in operations for the CLI.
+
+One table, :data:`_OPS`: each op is one record holding everything known about it: its
+name, kind, parameters and defaults, the numba callback it runs, how its parameters
+become the callback's arguments, its parameter check, and a special implementation
+where it needs one (``dct-denoise`` decorrelates colour). The out-of-core path
+(:mod:`patchjit._large`) runs :attr:`Op.callback` with :meth:`Op.args` too.
+"""
 
 from __future__ import annotations
 
 import math
 import numbers
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numba import njit
@@ -79,6 +86,18 @@ class Op:
         The op's parameters (keyword arguments of the call).
     default_patch : int
         Default patch side (square or cubic patch).
+    callback : callable
+        The numba callback run on each grey plane (``func(patch, out, *args)`` for
+        ``process`` ops, ``func(patch) -> float`` for ``map`` ops); ``None`` for an op
+        that is not one callback.
+    callback_args : callable, optional
+        ``callback_args(params) -> tuple``: the callback's extra arguments from the
+        checked parameters (default: none).
+    check : callable, optional
+        ``check(params)`` raises ValueError for parameter values out of range.
+    implementation : callable, optional
+        Replaces running :attr:`callback` per channel:
+        ``implementation(img, patch_shape, step, spatial, has_channels, options, params)``.
 
     Examples
     --------
@@ -100,6 +119,14 @@ class Op:
     kind: str
     params: tuple[Param, ...]
     default_patch: int
+    callback: Callable | None = field(default=None, repr=False, compare=False)
+    callback_args: Callable | None = field(default=None, repr=False, compare=False)
+    check: Callable | None = field(default=None, repr=False, compare=False)
+    implementation: Callable | None = field(default=None, repr=False, compare=False)
+
+    def args(self, params: dict) -> tuple:
+        """The callback's extra arguments for checked ``params``."""
+        return () if self.callback_args is None else tuple(self.callback_args(params))
 
     def __call__(
         self,
@@ -180,7 +207,7 @@ class Op:
         if self.kind == "process":
             step = resolve_step(step, overlap, patch_shape)
             options.update(edge="cover" if edge is None else edge, window=window)
-        run = _IMPLS[self.name]
+        run = self.implementation or self._run_callback
         result = run(img, patch_shape, step, spatial, has_channels, options, values)
         return np.moveaxis(result, -1, channel_axis) if has_channels else result
 
@@ -201,8 +228,26 @@ class Op:
                     f"valid parameters: {valid}"
                 )
             values[p.name] = _convert(self.name, p, value)
-        _VALIDATORS.get(self.name, lambda v: None)(values)
+        if self.check is not None:
+            self.check(values)
         return values
+
+    def _run_callback(self, img, patch_shape, step, spatial, has_channels, options, params):
+        """Run :attr:`callback` on the image, or on each channel and stack the results."""
+        args = self.args(params)
+        if self.kind == "map":
+
+            def run_one(x):
+                return map_patches(x, self.callback, patch_shape, 1, edge="pad", **options)
+        else:
+
+            def run_one(x):
+                return process_image(x, self.callback, patch_shape, step, args=args, **options)
+
+        if not has_channels:
+            return run_one(img)
+        results = [run_one(img[..., c]) for c in range(img.shape[-1])]
+        return np.stack(results, axis=-1)
 
 
 def _convert(op_name: str, p: Param, value):
@@ -224,34 +269,7 @@ def _convert(op_name: str, p: Param, value):
     return converted
 
 
-def _per_channel(img, has_channels, run_one):
-    """Run ``run_one`` on the image, or on each channel and stack the results."""
-    if not has_channels:
-        return run_one(img)
-    results = [run_one(img[..., c]) for c in range(img.shape[-1])]
-    return np.stack(results, axis=-1)
-
-
-# --- implementations ------------------------------------------------------------------
-# run(img, patch_shape, step, spatial, has_channels, options, params) -> array
-
-
-def _process_runner(func):
-    def run(img, patch_shape, step, spatial, has_channels, options, params):
-        return _per_channel(
-            img, has_channels, lambda x: process_image(x, func, patch_shape, step, **options)
-        )
-
-    return run
-
-
-def _map_runner(func):
-    def run(img, patch_shape, step, spatial, has_channels, options, params):
-        return _per_channel(
-            img, has_channels, lambda x: map_patches(x, func, patch_shape, 1, edge="pad", **options)
-        )
-
-    return run
+# --- dct-denoise -----------------------------------------------------------------------
 
 
 # Size-specialised DCT callbacks: compiling one compiles only its own kernel.
@@ -327,21 +345,20 @@ _OPS = (
         "process",
         (_SIGMA,),
         8,
+        callback=_dct.dct_denoise,
+        callback_args=lambda params: (float(params["sigma"]),),
+        check=_check_sigma,
+        implementation=_run_dct,
     ),
-    Op("identity", "copy every patch: rebuilds the image (checks geometry)", "process", (), 8),
-    Op("mean-remove", "subtract each patch's mean, overlap-averaged (high-pass)", "process", (), 8),
-    Op("local-std", "standard deviation of the patch centred on each pixel", "map", (), 3),
-    Op("median", "median of the patch centred on each pixel (median filter)", "map", (), 3),
-)
-
-_IMPLS: dict[str, Callable] = {
-    "dct-denoise": _run_dct,
-    "identity": _process_runner(_basic.identity),
-    "mean-remove": _process_runner(_basic.mean_remove),
-    "local-std": _map_runner(_basic.local_std),
-    "median": _map_runner(_basic.median),
-}
-_VALIDATORS = {"dct-denoise": _check_sigma}
+    Op("identity", "copy every patch: rebuilds the image (checks geometry)", "process", (), 8,
+       callback=_basic.identity),
+    Op("mean-remove", "subtract each patch's mean, overlap-averaged (high-pass)", "process", (),
+       8, callback=_basic.mean_remove),
+    Op("local-std", "standard deviation of the patch centred on each pixel", "map", (), 3,
+       callback=_basic.local_std),
+    Op("median", "median of the patch centred on each pixel (median filter)", "map", (), 3,
+       callback=_basic.median),
+)  # fmt: skip
 _BY_NAME = {op.name: op for op in _OPS}
 
 
