@@ -7,10 +7,9 @@ compile (a PyTorch model, NumPy over a stack of patches) run through
 """
 
 from ._grid import PatchGrid
+from ._version import __version__
 from .api import map_patches, patchify, process_image, unpatchify
 from .batches import map_batches, process_batches
-
-__version__ = "0.2.0"
 
 __all__ = [
     "PatchGrid",

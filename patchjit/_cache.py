@@ -65,7 +65,7 @@ def base_dir() -> Path:
 
 @functools.lru_cache(maxsize=1)
 def _version_key() -> str:
-    from . import __version__
+    from ._version import __version__
 
     h = hashlib.sha256()
     pkg = Path(__file__).resolve().parent

@@ -14,22 +14,18 @@ from ._callback import check_args, resolve
 from ._cast import to_dtype
 from ._dispatch import is_dask, on_dask
 from ._grid import PatchGrid
-from ._plan import (  # noqa: F401
-    PAD_MODES,
-    REDUCTIONS,
+from ._plan import (
     Shape,
     _check_merge_geometry,
     _check_out,
     _check_pad,
     _check_window,
     _merge,
-    _normalise,
     _output_dtype,
     _patches_layout,
     _result_shape,
     _running,
     _source4,
-    _window_profiles,
 )
 from ._validate import as_image, resolve_threads
 

@@ -102,7 +102,7 @@ def test_two_processes_fill_one_cache_at_once(tmp_path):
 
 def test_version_change_uses_another_folder(monkeypatch):
     first = _cache.folder()
-    monkeypatch.setattr(patchjit, "__version__", "99.0.0")
+    monkeypatch.setattr(patchjit._version, "__version__", "99.0.0")
     _cache._version_key.cache_clear()
     try:
         other = _cache.folder()

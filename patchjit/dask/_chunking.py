@@ -93,16 +93,6 @@ def _no_out(out, progress):
         )
 
 
-def _out_layout(shape, grid, out_channels):
-    """``(result shape, output channels, channel axis kept)`` as in memory."""
-    from ..api import _result_shape
-
-    result_shape = _result_shape(shape, grid, out_channels)
-    if out_channels is None:
-        return result_shape, grid.n_channels, grid.channel_axis is not None
-    return result_shape, int(out_channels), True
-
-
 def _axis_range(grid, axis, c0, c1):
     """Global patch-index range ``(i0, i1)`` of the patches touching ``[c0, c1)``."""
     region = [slice(None)] * grid.ndim

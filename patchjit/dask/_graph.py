@@ -18,6 +18,7 @@ from .. import _engine as E
 from .. import _kernels as K
 from .._callback import check_args, resolve
 from .._grid import PatchGrid
+from .._plan import _out_layout
 from ._chunking import (
     _axis_range,
     _channels_last,
@@ -26,7 +27,6 @@ from ._chunking import (
     _halo_chunks,
     _merge_small,
     _no_out,
-    _out_layout,
     _overlap_regions,
     _starts,
     _token,
@@ -80,7 +80,7 @@ def process_image(
     >>> bool(np.allclose(lazy.compute(), patchjit.process_image(image, double, 5, 2)))
     True
     """
-    from ..api import _check_merge_geometry, _check_pad, _check_window, _output_dtype
+    from .._plan import _check_merge_geometry, _check_pad, _check_window, _output_dtype
 
     _no_out(out, progress)
     _check_array(image)
@@ -186,7 +186,7 @@ def map_patches(
     >>> float(lazy[4, 4].compute())
     18.0
     """
-    from ..api import _check_pad, _output_dtype
+    from .._plan import _check_pad, _output_dtype
 
     _no_out(None, progress)
     _check_array(image)
@@ -293,7 +293,7 @@ def process_batches(
     >>> bool(np.allclose(lazy.compute(scheduler="threads"), want))
     True
     """
-    from ..api import _check_merge_geometry, _check_pad, _check_window, _output_dtype
+    from .._plan import _check_merge_geometry, _check_pad, _check_window, _output_dtype
 
     _no_out(out, progress)
     _check_array(image)
@@ -344,7 +344,7 @@ def map_batches(
     >>> float(lazy[4, 4].compute())
     18.0
     """
-    from ..api import _check_pad, _output_dtype
+    from .._plan import _check_pad, _output_dtype
 
     _no_out(None, progress)
     _check_array(image)
@@ -393,7 +393,7 @@ def unpatchify(
     >>> bool(np.allclose(lazy.compute(), image))
     True
     """
-    from ..api import _check_merge_geometry, _check_window, _output_dtype, _patches_layout
+    from .._plan import _check_merge_geometry, _check_window, _output_dtype, _patches_layout
 
     _no_out(out, progress)
     _check_array(patches, "patches")

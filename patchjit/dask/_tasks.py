@@ -72,13 +72,13 @@ def _src4(region, k):
 class _Normaliser:
     """Divide a core's accumulator by the global coverage sliced to the core.
 
-    The same kernels and inputs as in memory (``api._normalise``), the separable
+    The same kernels and inputs as in memory (``_plan._normalise``), the separable
     coverage vectors or the non-separable window's profiles shifted to the core's
     start, so the coverage of every pixel is the in-memory one bit for bit.
     """
 
     def __init__(self, grid):
-        from ..api import _window_profiles
+        from .._plan import _window_profiles
 
         self.full = grid.window_array is not None and grid.window_vectors is None
         self.profiles = _window_profiles(grid) if self.full else None
