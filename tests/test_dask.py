@@ -188,6 +188,9 @@ def test_threaded_scheduler_under_workqueue(threads):
         from callbacks import scale_add_mean
         image = np.random.default_rng(1).random((120, 90)).astype(np.float32)
         want = patchjit.process_image(image, scale_add_mean, 9, 2, args=(1.0,))
+        # large enough (>= 2**24 patch-pixels) to launch parallel kernels on the main thread
+        patchjit.process_image(np.zeros((1100, 1100), np.float32), scale_add_mean, 9, 2,
+                               args=(1.0,))  # fmt: skip
         x = da.from_array(image, chunks=30)
         lazy = patchjit.process_image(x, scale_add_mean, 9, 2, args=(1.0,), threads={threads})
         for _ in range(3):
