@@ -146,9 +146,10 @@ def _map_wrapper(patch, vshape, nc, args, value):
     return 1
 
 
-def _cacheable(func) -> bool:
-    """patchjit's own module-level callbacks (the built-in ops) get a disk-cached wrapper;
-    a user's function (which may change between processes) never does."""
+def builtin(func) -> bool:
+    """patchjit's own module-level callbacks (the built-in ops): their wrappers and
+    inlined drivers are cached on disk; a user's function (which may change between
+    processes) never is."""
     py = getattr(func, "py_func", None)
     mod = getattr(py, "__module__", "") or ""
     qual = getattr(py, "__qualname__", "") or ""
@@ -173,7 +174,7 @@ def _make_pointer(impl, kind, func, take, oview, sig):
     f = pytypes.FunctionType(impl.__code__, g, name, impl.__defaults__, impl.__closure__)
     f.__qualname__ = name
     cf = CFunc(f, (sig.args, sig.return_type), locals={}, options={})
-    if _cacheable(func):
+    if builtin(func):
         _cache.attach(cf)
     cf.compile()
     return cf

@@ -19,6 +19,7 @@ import numpy as np
 from . import _kernels as K
 from ._callback import (
     array_type,
+    builtin,
     capturing,
     compile_callback,
     map_pointer,
@@ -252,6 +253,17 @@ def _source_access(src, patch3, nc):
     return src3, "strip"
 
 
+def _launch(kernel, inline, explain, *args):
+    """Run ``kernel``; a built-in op inlined into a driver that fails to compile for
+    these types gets the same TypeError as any callback (``explain``)."""
+    try:
+        kernel(*args)
+    except numba.core.errors.TypingError:
+        if inline is not None:
+            explain()
+        raise
+
+
 def _work(origins3, patch3, nc) -> int:
     return math.prod(len(o) for o in origins3) * math.prod(int(p) for p in patch3) * nc
 
@@ -315,7 +327,8 @@ def run_accumulate(
     )
     swapped = origins3 is not swapped_in
     ksrc, source = _source_access(src, patch3, nc)
-    cb = process_pointer(func, take, oview, src.dtype, acc.dtype, args)
+    inline = (func, take, oview) if builtin(func) else None
+    cb = 0 if inline else process_pointer(func, take, oview, src.dtype, acc.dtype, args)
     blocks = plan_blocks(origins3, patch3, nco)
     n_threads = _n_threads(serial)
     fshape = blocks[:, [K.B_FD, K.B_FH, K.B_FW]].max(axis=0)
@@ -335,7 +348,7 @@ def run_accumulate(
     limits = np.array([acc3.shape[0], acc3.shape[1]])
     counts = (blocks[:, 1] - blocks[:, 0]) * (blocks[:, 3] - blocks[:, 2])
     counts *= blocks[:, 5] - blocks[:, 4]
-    kernel = K.accumulate_kernel(source, kind, not serial)
+    kernel = K.accumulate_kernel(source, kind, not serial, inline)
     fold = K.fold_blocks_serial if serial else K.fold_blocks
     stop = np.zeros(1, dtype=np.int64)
     err = np.full((n_wave, 3), -1, dtype=np.int64)
@@ -351,7 +364,10 @@ def run_accumulate(
             hi = (wave[:, [K.B_Y0D, K.B_Y0H]] + wave[:, [K.B_FD, K.B_FH]]).max(axis=0)
             hi = np.clip(hi - region0[:2], 0, limits)
             rows = (int(lo[0]), int(hi[0]), int(lo[1]), int(hi[1]))
-            kernel(
+            _launch(
+                kernel, inline, lambda: compile_callback(
+                    func, patch_type(take, src.dtype), out_type(oview, acc.dtype), args,
+                    scalar=False),
                 ksrc, cb, args, init, os_, or_, ow, ps, pr, pw, nc, nco, vshape, wts, wave,
                 bufs, src.dtype, stop, err,
             )  # fmt: skip
@@ -391,7 +407,8 @@ def run_map(src, take, func, args, origins3, patch3, res, progress=None, *, seri
         patch3 = (patch3[1], patch3[0], patch3[2])
         res = res.reshape(res.shape[1], 1, res.shape[2])
     ksrc, source = _source_access(src, patch3, nc)
-    cb = map_pointer(func, take, src.dtype, args)
+    inline = (func, take, None) if builtin(func) else None
+    cb = 0 if inline else map_pointer(func, take, src.dtype, args)
     os_, or_, ow = origins3
     ps, pr, pw = (int(p) for p in patch3)
     gs, gr, gw = res.shape
@@ -404,7 +421,7 @@ def run_map(src, take, func, args, origins3, patch3, res, progress=None, *, seri
     nk = -(-gw // kchunk)
     n_units = ns * gr * nk
     per_unit = max(1, (gs * gr * gw) // n_units)
-    kernel = K.map_kernel(source, not serial)
+    kernel = K.map_kernel(source, not serial, inline)
     pace = WavePacer(first=1, lo=n_threads, hi=max(n_units, 1))
     stop = np.zeros(1, dtype=np.int64)
     err = np.full((max(n_units, 1), 3), -1, dtype=np.int64)
@@ -413,7 +430,9 @@ def run_map(src, take, func, args, origins3, patch3, res, progress=None, *, seri
         while u0 < n_units:
             u1 = min(u0 + pace.size, n_units)
             t0 = time.perf_counter()
-            kernel(
+            _launch(
+                kernel, inline, lambda: compile_callback(
+                    func, patch_type(take, src.dtype), None, args, scalar=True),
                 ksrc, cb, args, os_, or_, ow, ps, pr, pw, nc, vshape, chunk, kchunk, u0, u1,
                 res, src.dtype, stop, err,
             )  # fmt: skip
@@ -499,6 +518,8 @@ def _seen(func, key) -> bool:
 
 def prepare_process_callback(func, take, oview, src, acc_dtype, args):
     """Compile the user's ``func(patch, out, *args)`` for the kernel's exact types."""
+    if builtin(func):
+        return  # patchjit's own ops compile inside their (disk-cached) drivers
     key = (take, oview, np.dtype(src.dtype), np.dtype(acc_dtype), numba.typeof(args))
     if key in _PREPARED.get(func, ()):
         return
@@ -510,6 +531,8 @@ def prepare_process_callback(func, take, oview, src, acc_dtype, args):
 
 def prepare_map_callback(func, take, src, args):
     """Compile the user's ``func(patch, *args) -> number`` for the kernel's exact types."""
+    if builtin(func):
+        return
     key = (take, np.dtype(src.dtype), numba.typeof(args))
     if key in _PREPARED.get(func, ()):
         return

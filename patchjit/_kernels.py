@@ -49,7 +49,7 @@ B_I0D, B_I1D, B_I0H, B_I1H, B_I0W, B_I1W, B_Y0D, B_FD, B_Y0H, B_FH, B_X0, B_FW =
 
 
 # Helpers that a variant binds (see ``variant``); the plain module never calls them.
-_COL = _FETCH = _ADD = _COMB = _OP = None
+_COL = _FETCH = _ADD = _COMB = _OP = _CALL = None
 _RESET = False
 
 
@@ -331,8 +331,8 @@ _ADDS = {
 
 @njit(inline="always")
 def _run_block(
-    blk, buf, strip, ostrip, o, src, col, fetch, cb, args, add, comb, init, os_, or_,
-    ow, ps, pr, pw, nc, nco, vshape, wts, stop, err,
+    blk, buf, strip, ostrip, o, src, col, fetch, call, cb, args, add, comb, init, os_,
+    or_, ow, ps, pr, pw, nc, nco, vshape, wts, stop, err,
 ):  # fmt: skip
     fs, fr, fw = blk[B_FD], blk[B_FH], blk[B_FW]
     for q in range(o.size):
@@ -363,7 +363,7 @@ def _run_block(
             for i in range(blk[B_I0D], blk[B_I1D]):
                 s = os_[i]
                 patch = fetch(src, strip, i, j, k, s, yr, x, (s - y0s) * srow_in, n_in, nc)
-                if cb(patch, o, vshape, nc, nco, args) == 0:
+                if call(cb, patch, o, vshape, nc, nco, args) == 0:
                     # the callback raised (numba reported it as unraisable): note the
                     # patch and stop; the engine raises the callback's own error
                     stop[0] = 1
@@ -399,8 +399,8 @@ def _accumulate_impl(
         ostrip = np.empty(fs_max * pr * pw * nco, dtype=bufs.dtype)
         o = np.empty(ps * pr * pw * nco, dtype=bufs.dtype)
         _run_block(
-            blocks[b], bufs[b], strip, ostrip, o, src, _COL, _FETCH, cb, args, _ADD, _COMB,
-            init, os_, or_, ow, ps, pr, pw, nc, nco, vshape, wts, stop, err[b],
+            blocks[b], bufs[b], strip, ostrip, o, src, _COL, _FETCH, _CALL, cb, args, _ADD,
+            _COMB, init, os_, or_, ow, ps, pr, pw, nc, nco, vshape, wts, stop, err[b],
         )  # fmt: skip
 
 
@@ -413,14 +413,61 @@ _SOURCES = {
 _KIND_NAMES = {SUM: "sum", MAX: "max", MIN: "min", WEIGHTED: "weighted"}
 
 
+@njit(inline="always")
+def _call_pointer(cb, patch, o, vshape, nc, nco, args):
+    return cb(patch, o, vshape, nc, nco, args)
+
+
+@njit(inline="always")
+def _call_pointer_map(cb, patch, vshape, nc, args, value):
+    return cb(patch, vshape, nc, args, value)
+
+
+def _inlined_name(inline) -> str:
+    func, take, oview = inline
+    parts = [func.py_func.__module__, func.py_func.__qualname__, take.py_func.__name__]
+    parts += [oview.py_func.__name__] if oview is not None else []
+    return "__" + "_".join(parts).replace(".", "_")
+
+
 @functools.cache
-def accumulate_kernel(source: str, kind: int, parallel: bool):
+def _inlined_process_call(func, take, oview):
+    @njit(inline="always")
+    def call(cb, patch, o, vshape, nc, nco, args):
+        func(take(patch, vshape, nc), oview(o, vshape, nco), *args)
+        return 1
+
+    return call
+
+
+@functools.cache
+def _inlined_map_call(func, take):
+    @njit(inline="always")
+    def call(cb, patch, vshape, nc, args, value):
+        value[0] = func(take(patch, vshape, nc), *args)
+        return 1
+
+    return call
+
+
+@functools.cache
+def accumulate_kernel(source: str, kind: int, parallel: bool, inline=None):
     """The accumulate driver for a source access (``"strip"``, ``"row"``,
-    ``"stacked"``) and a merge kind (``SUM``, ``MAX``, ``MIN``, ``WEIGHTED``)."""
+    ``"stacked"``) and a merge kind (``SUM``, ``MAX``, ``MIN``, ``WEIGHTED``).
+
+    ``inline=(func, take, oview)`` specialises the driver on a built-in callback, which
+    is then inlined (called with ``cb=0``) instead of called through a pointer: for
+    patchjit's own ops, whose drivers are cached on disk like every other, so tiny
+    patches (3x3) pay no call overhead. Built-in callbacks never raise.
+    """
     col, fetch = _SOURCES[source]
     add, comb = _ADDS[kind]
     name = f"accumulate_{source}_{_KIND_NAMES[kind]}" + ("" if parallel else "_serial")
-    bound = {"_COL": col, "_FETCH": fetch, "_ADD": add, "_COMB": comb}
+    call = _call_pointer
+    if inline is not None:
+        call = _inlined_process_call(*inline)
+        name += _inlined_name(inline)
+    bound = {"_COL": col, "_FETCH": fetch, "_ADD": add, "_COMB": comb, "_CALL": call}
     return variant(_accumulate_impl, name, bound, parallel=parallel)
 
 
@@ -570,7 +617,7 @@ def _map_units_impl(
             for i in range(i0, i1):
                 s = os_[i]
                 patch = _FETCH(src, strip, i, j, k, s, yr, x, (s - s0) * srow, n, nc)
-                if cb(patch, vshape, nc, args, value) == 0:
+                if _CALL(cb, patch, vshape, nc, args, value) == 0:
                     stop[0] = 1
                     e = err[u - u0]
                     e[0], e[1], e[2] = i, j, k
@@ -582,8 +629,14 @@ def _map_units_impl(
 
 
 @functools.cache
-def map_kernel(source: str, parallel: bool):
-    """The map driver for a source access (``"strip"`` or ``"row"``)."""
+def map_kernel(source: str, parallel: bool, inline=None):
+    """The map driver for a source access (``"strip"`` or ``"row"``); ``inline=(func,
+    take, None)`` as in :func:`accumulate_kernel`."""
     col, fetch = _SOURCES[source]
     name = f"map_units_{source}" + ("" if parallel else "_serial")
-    return variant(_map_units_impl, name, {"_COL": col, "_FETCH": fetch}, parallel=parallel)
+    call = _call_pointer_map
+    if inline is not None:
+        call = _inlined_map_call(inline[0], inline[1])
+        name += _inlined_name(inline)
+    bound = {"_COL": col, "_FETCH": fetch, "_CALL": call}
+    return variant(_map_units_impl, name, bound, parallel=parallel)
