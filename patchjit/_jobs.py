@@ -231,9 +231,11 @@ def _reason(exc: Exception) -> str:
         rest = lines[[ln.startswith("Failed in") for ln in lines].index(True) + 1 :]
         why = rest[:1] + [ln for ln in rest if ln.startswith((">>>", 'File "'))][:2]
         return "; ".join(ln.rstrip(":") for ln in [head, *why])[:400]
+    # a callback's error carries a note naming the patch that raised
+    note = f" ({exc.__notes__[0]})" if getattr(exc, "__notes__", None) else ""
     if isinstance(exc, (ValueError, TypeError, OSError)):
-        return lines[0][:400]
-    return f"{type(exc).__name__}: {lines[0]}"[:400]
+        return (lines[0][:400] + note)[:600]
+    return (f"{type(exc).__name__}: {lines[0]}"[:400] + note)[:600]
 
 
 def _first_line(exc: BaseException) -> str:

@@ -177,3 +177,27 @@ def test_results_after_an_error_are_still_right():
         patchjit.process_image(img * 10, _fails_above, 5, args=(1.0,))
     got = patchjit.process_image(img, _fails_above, 5, args=(1.0,))
     np.testing.assert_allclose(got, img, rtol=1e-6)
+
+
+def test_cli_reports_the_callbacks_own_message(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "mycb.py").write_text(
+        "import numba\n\n@numba.njit\ndef norm(patch, out):\n"
+        "    m = patch.mean()\n    s = patch.std()\n"
+        "    for i in range(patch.shape[0]):\n        for j in range(patch.shape[1]):\n"
+        "            out[i, j] = (patch[i, j] - m) / s\n"
+    )
+    img = np.random.default_rng(0).integers(0, 255, (40, 40), np.uint8)
+    img[10:30, 10:30] = 7
+    Image.fromarray(img).save(tmp_path / "flat.png")
+    env = {**os.environ, "PATCHJIT_CACHE_DIR": str(tmp_path / "cache")}
+    cmd = [sys.executable, "-m", "patchjit.cli", "run", "flat.png", "-o", "out",
+           "--func", "mycb:norm", "--patch", "5"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert "ZeroDivisionError: division by zero" in proc.stderr
+    assert "on patch (" in proc.stderr
+    assert "SystemError" not in proc.stderr
+    assert not (tmp_path / "out" / "flat.png").exists()
