@@ -68,6 +68,9 @@ def test_from_tiff_every_layout(tmp_path, rng, layout):
     rgb = (rng.random((90, 70, 3)) * 255).astype(np.uint8)
     tifffile.imwrite(path, rgb, photometric="rgb", **LAYOUTS[layout])
     np.testing.assert_array_equal(pdask.from_tiff(path, chunks=(40, 30, 3)).compute(), rgb)
+    stack = rng.random((3, 40, 30)).astype(np.float32)  # pages
+    tifffile.imwrite(path, stack, photometric="minisblack", **LAYOUTS[layout])
+    np.testing.assert_array_equal(pdask.from_tiff(path).compute(), stack)
 
 
 def test_chunks_for_budget():
@@ -241,6 +244,9 @@ def test_to_tiff_over_its_own_lazy_source(tmp_path, rng, layout):
     want = patchjit.process_image(image, mean_remove, 9, 4)
     np.testing.assert_allclose(tifffile.imread(path), want, rtol=1e-5, atol=1e-6)
     assert os.listdir(tmp_path) == ["img.tif"]
+    if layout == "single strip":  # read by name: a replaced file is refused, not misread
+        with pytest.raises(RuntimeError, match="replaced or modified after from_tiff"):
+            lazy.compute()
 
 
 # --- peak memory -----------------------------------------------------------------------

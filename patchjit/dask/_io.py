@@ -57,11 +57,14 @@ def from_tiff(path, chunks=None, *, series=0, level=0):
     with tifffile.TiffFile(path) as tif:
         s = tif.series[series].levels[level]
         offset, shape, dtype = s.dataoffset, tuple(s.shape), np.dtype(s.dtype)
-        file_dtype = np.dtype(tif.byteorder + dtype.char)
+        file_dtype, axes = np.dtype(tif.byteorder + dtype.char), s.axes
     if offset is not None and dtype.itemsize and math.prod(shape):
         data = _ContiguousData(path, offset, shape, file_dtype)
-        if chunks is None:
-            chunks = tuple(min(n, 256) for n in shape[:2]) + shape[2:]
+        if chunks is None:  # 256 x 256 in Y and X, one plane of what comes before
+            yx = [a for a, c in enumerate(axes) if c in "YX"] or [len(shape) - 1]
+            chunks = tuple(
+                min(n, 256) if a in yx else (1 if a < yx[0] else n) for a, n in enumerate(shape)
+            )
         return da.from_array(data, chunks=chunks, asarray=False, fancy=False,
                              meta=np.empty((0,) * len(shape), data.dtype),
                              name="patchjit-tiff-" + _file_token(path, offset))  # fmt: skip
@@ -99,12 +102,23 @@ class _ContiguousData:
         self.path, self.offset, self.shape, self.file_dtype = path, offset, shape, file_dtype
         self.dtype = file_dtype.newbyteorder("=")
         self.ndim = len(shape)
+        self.identity = _identity(os.stat(path))
 
     def __getitem__(self, key):
-        mm = np.memmap(self.path, self.file_dtype, "r", self.offset, self.shape)
-        region = np.array(mm[key], dtype=self.dtype)  # a copy: the map is released
-        del mm
+        with open(self.path, "rb") as f:
+            if _identity(os.fstat(f.fileno())) != self.identity:
+                raise RuntimeError(
+                    f"{self.path} was replaced or modified after from_tiff opened it; "
+                    f"open it again with from_tiff"
+                )
+            mm = np.memmap(f, self.file_dtype, "r", self.offset, self.shape)
+            region = np.array(mm[key], dtype=self.dtype)  # a copy: the map is released
+            del mm
         return region
+
+
+def _identity(st):
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def _file_token(path, offset):
