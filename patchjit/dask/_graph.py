@@ -42,6 +42,36 @@ from ._tasks import (
 )
 
 
+def _checked(image, patch_shape, step, edge, overlap, channel_axis, pad_mode, pad_value,
+             threads, dtype, out=None, progress=False, window=None, sigma=None, reduce=None,
+             own=None, own_first=False):  # fmt: skip
+    """The checks every twin makes, in the order of its in-memory counterpart.
+
+    ``reduce=None`` marks a one-value-per-patch call (a centred grid, no merge).
+    ``own()`` runs the twin's own checks (its callback, batch size) before the thread
+    count when ``own_first``, after it otherwise, and its result is returned.
+    Returns ``(grid, reduction, threads, accumulation dtype, output dtype, own())``.
+    """
+    from .._plan import _check_merge_geometry, _check_pad, _check_window, _output_dtype
+
+    _no_out(out, progress)
+    _check_array(image)
+    grid = PatchGrid(
+        image.shape, patch_shape, step, edge, overlap=overlap, channel_axis=channel_axis,
+        window=window, sigma=sigma, centered=reduce is None,
+    )  # fmt: skip
+    red = None if reduce is None else _check_merge_geometry(grid, reduce)
+    _check_pad(grid, image.dtype, pad_mode, pad_value)
+    mine = own() if own_first else None
+    threads = _check_threads(threads)
+    if not own_first:
+        mine = own()
+    acc_dtype = E.accumulation_dtype(image.dtype)
+    if red is not None:
+        _check_window(grid, acc_dtype)
+    return grid, red, threads, acc_dtype, _output_dtype(dtype, acc_dtype, None), mine
+
+
 def process_image(
     image, func, patch_shape, step=None, *, overlap=None, args=(), edge="cover", dtype=None,
     threads=None, channel_axis=None, window=None, sigma=None, reduce="mean",
@@ -80,23 +110,11 @@ def process_image(
     >>> bool(np.allclose(lazy.compute(), patchjit.process_image(image, double, 5, 2)))
     True
     """
-    from .._plan import _check_merge_geometry, _check_pad, _check_window, _output_dtype
-
-    _no_out(out, progress)
-    _check_array(image)
-    grid = PatchGrid(
-        image.shape, patch_shape, step, edge, overlap=overlap, channel_axis=channel_axis,
-        window=window, sigma=sigma,
+    grid, red, threads, acc_dtype, out_dtype, (func, args) = _checked(
+        image, patch_shape, step, edge, overlap, channel_axis, pad_mode, pad_value, threads,
+        dtype, out, progress, window, sigma, reduce, own=lambda: (resolve(func), check_args(args)),
     )  # fmt: skip
-    red = _check_merge_geometry(grid, reduce)
-    _check_pad(grid, image.dtype, pad_mode, pad_value)
-    threads = _check_threads(threads)
-    func = resolve(func)
-    args = check_args(args)
     _, nco, keep_c = _out_layout(image.shape, grid, out_channels)
-    acc_dtype = E.accumulation_dtype(image.dtype)
-    _check_window(grid, acc_dtype)
-    out_dtype = _output_dtype(dtype, acc_dtype, None)
     has_c = grid.channel_axis is not None
     take, _ = K.VIEWS[(grid.ndim, has_c)]
     _, oview = K.VIEWS[(grid.ndim, has_c or out_channels is not None)]
@@ -120,21 +138,8 @@ def _merge_graph(image, grid, pad_mode, pad_value, make_task, nco, keep_c, out_d
     returns its core as ``(*core, nco)``. ``keep_c`` False drops the channel axis of
     the result (an image without channels and no ``out_channels``).
     """
-    k, nc, has_c = grid.ndim, grid.n_channels, grid.channel_axis is not None
-    x = _channels_last(image, grid.channel_axis)
-    if not has_c:
-        x = x[..., None]
-    user_chunks = x.chunks[:k]
-    x = pad(x, grid.pad_width, pad_mode, pad_value)
-    depth = [p - 1 for p in grid.patch_shape]
-    padded, cores, regions = [], [], []
-    for a in range(k):
-        b, after = grid.pad_width[a]
-        pc, cc = _halo_chunks(user_chunks[a], b, after, depth[a])
-        padded.append(pc)
-        cores.append(cc)
-        regions.append(_overlap_regions(pc, depth[a], grid.padded_shape[a]))
-    x = x.rechunk((*padded, (nc,)))
+    k, has_c = grid.ndim, grid.channel_axis is not None
+    x, user_chunks, depth, cores, regions = _halo_input(image, grid, pad_mode, pad_value)
 
     # Per axis and chunk index: core (original frame), patch range, region start,
     # coverage slice. Small tables, computed once here and shipped with the task.
@@ -186,20 +191,10 @@ def map_patches(
     >>> float(lazy[4, 4].compute())
     18.0
     """
-    from .._plan import _check_pad, _output_dtype
-
-    _no_out(None, progress)
-    _check_array(image)
-    grid = PatchGrid(
-        image.shape, patch_shape, step, edge, overlap=overlap, channel_axis=channel_axis,
-        centered=True,
+    grid, _, threads, acc_dtype, out_dtype, (func, args) = _checked(
+        image, patch_shape, step, edge, overlap, channel_axis, pad_mode, pad_value, threads,
+        dtype, progress=progress, own=lambda: (resolve(func), check_args(args)),
     )  # fmt: skip
-    _check_pad(grid, image.dtype, pad_mode, pad_value)
-    threads = _check_threads(threads)
-    func = resolve(func)
-    args = check_args(args)
-    acc_dtype = E.accumulation_dtype(image.dtype)
-    out_dtype = _output_dtype(dtype, acc_dtype, None)
     res_dtype = np.float64 if out_dtype.kind in "iu" else np.result_type(acc_dtype, out_dtype)
     take, _ = K.VIEWS[(grid.ndim, grid.channel_axis is not None)]
 
@@ -217,31 +212,45 @@ def _map_graph(image, grid, pad_mode, pad_value, make_task, out_dtype, name):
 
     ``make_task(tables)`` returns the per-chunk callable (a :class:`_MapTask`).
     """
-    k, nc, has_c = grid.ndim, grid.n_channels, grid.channel_axis is not None
+    k = grid.ndim
+    x, _, depth, cores, regions = _halo_input(image, grid, pad_mode, pad_value)
+    gchunks, tables = [], []
+    for a in range(k):
+        # Patch i goes to the chunk holding its origin; with edge="pad" (centred padding)
+        # a padded-frame origin is the original-frame pixel the patch is centred on.
+        bounds = np.searchsorted(grid.origins[a], _starts(cores[a]), side="left")
+        bounds[-1] = grid.grid_shape[a]
+        gchunks.append(tuple(int(n) for n in np.diff(bounds)))
+        pairs = enumerate(itertools.pairwise(bounds))
+        tables.append([((int(i0), int(i1)), regions[a][j][0]) for j, (i0, i1) in pairs])
+    return da.map_overlap(
+        make_task(tables), x, depth={a: depth[a] for a in range(k)}, boundary="none",
+        trim=False, allow_rechunk=False, chunks=tuple(gchunks), drop_axis=[k],
+        dtype=out_dtype, meta=np.empty((0,) * k, out_dtype), name=name,
+    )  # fmt: skip
+
+
+def _halo_input(image, grid, pad_mode, pad_value):
+    """The padded, channels-last input (always with a channel axis, in one chunk),
+    chunked so that chunk ``i`` holds output chunk ``i`` and no chunk is shorter than
+    the halo; with the user's spatial chunks, the halo depth per axis, the cores (the
+    output chunks that the tasks compute) and per chunk the region map_overlap hands
+    its task."""
+    k = grid.ndim
     x = _channels_last(image, grid.channel_axis)
+    if grid.channel_axis is None:
+        x = x[..., None]
     user_chunks = x.chunks[:k]
     x = pad(x, grid.pad_width, pad_mode, pad_value)
     depth = [p - 1 for p in grid.patch_shape]
-    padded, gchunks, tables = [], [], []
+    padded, cores, regions = [], [], []
     for a in range(k):
         b, after = grid.pad_width[a]
         pc, cc = _halo_chunks(user_chunks[a], b, after, depth[a])
         padded.append(pc)
-        regions = _overlap_regions(pc, depth[a], grid.padded_shape[a])
-        # Patch i goes to the chunk holding its origin; with edge="pad" (centred padding)
-        # a padded-frame origin is the original-frame pixel the patch is centred on.
-        bounds = np.searchsorted(grid.origins[a], _starts(cc), side="left")
-        bounds[-1] = grid.grid_shape[a]
-        gchunks.append(tuple(int(n) for n in np.diff(bounds)))
-        pairs = enumerate(itertools.pairwise(bounds))
-        tables.append([((int(i0), int(i1)), regions[j][0]) for j, (i0, i1) in pairs])
-    x = x.rechunk(tuple(padded) + ((nc,) if has_c else ()))
-    return da.map_overlap(
-        make_task(tables), x, depth={a: depth[a] for a in range(k)}, boundary="none",
-        trim=False, allow_rechunk=False, chunks=tuple(gchunks),
-        drop_axis=[k] if has_c else [], dtype=out_dtype, meta=np.empty((0,) * k, out_dtype),
-        name=name,
-    )  # fmt: skip
+        cores.append(cc)
+        regions.append(_overlap_regions(pc, depth[a], grid.padded_shape[a]))
+    return x.rechunk((*padded, (grid.n_channels,))), user_chunks, depth, cores, regions
 
 
 def process_batches(
@@ -293,23 +302,12 @@ def process_batches(
     >>> bool(np.allclose(lazy.compute(scheduler="threads"), want))
     True
     """
-    from .._plan import _check_merge_geometry, _check_pad, _check_window, _output_dtype
-
-    _no_out(out, progress)
-    _check_array(image)
-    grid = PatchGrid(
-        image.shape, patch_shape, step, edge, overlap=overlap, channel_axis=channel_axis,
-        window=window, sigma=sigma,
+    grid, red, threads, acc_dtype, out_dtype, batch_size = _checked(
+        image, patch_shape, step, edge, overlap, channel_axis, pad_mode, pad_value, threads,
+        dtype, out, progress, window, sigma, reduce, own_first=True,
+        own=lambda: (B._check_func(func), B._check_batch_size(batch_size))[1],
     )  # fmt: skip
-    red = _check_merge_geometry(grid, reduce)
-    _check_pad(grid, image.dtype, pad_mode, pad_value)
-    B._check_func(func)
-    batch_size = B._check_batch_size(batch_size)
-    threads = _check_threads(threads)
     _, nk, k_axis = _out_layout(image.shape, grid, out_channels)
-    acc_dtype = E.accumulation_dtype(image.dtype)
-    _check_window(grid, acc_dtype)
-    out_dtype = _output_dtype(dtype, acc_dtype, None)
 
     def make(tables, norm):
         return _BatchTask(
@@ -344,20 +342,11 @@ def map_batches(
     >>> float(lazy[4, 4].compute())
     18.0
     """
-    from .._plan import _check_pad, _output_dtype
-
-    _no_out(None, progress)
-    _check_array(image)
-    grid = PatchGrid(
-        image.shape, patch_shape, step, edge, overlap=overlap, channel_axis=channel_axis,
-        centered=True,
+    grid, _, threads, acc_dtype, out_dtype, batch_size = _checked(
+        image, patch_shape, step, edge, overlap, channel_axis, pad_mode, pad_value, threads,
+        dtype, progress=progress, own_first=True,
+        own=lambda: (B._check_func(func), B._check_batch_size(batch_size))[1],
     )  # fmt: skip
-    _check_pad(grid, image.dtype, pad_mode, pad_value)
-    B._check_func(func)
-    batch_size = B._check_batch_size(batch_size)
-    threads = _check_threads(threads)
-    acc_dtype = E.accumulation_dtype(image.dtype)
-    out_dtype = _output_dtype(dtype, acc_dtype, None)
     res_dtype = B._values_dtype(acc_dtype, out_dtype)
 
     def make(tables):

@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import math
+import os
+import tempfile
 
 import dask.array as da
 import numpy as np
@@ -13,19 +17,24 @@ from ._graph import process_image
 
 
 def from_tiff(path, chunks=None, *, series=0, level=0):
-    """Open a TIFF lazily as a dask array through tifffile's zarr store.
+    """Open a TIFF lazily as a dask array; each task reads only what its chunk needs.
 
-    Nothing is read until the array is computed; each task reads only the tiles (or
-    strips) its chunk needs. Equivalent to
-    ``da.from_zarr(zarr.open(tifffile.imread(path, aszarr=True), mode="r"))``.
+    Nothing is read until the array is computed. Uncompressed data stored contiguously
+    (tifffile's default: one strip, or several in order) is read region by region
+    straight from the file (each task maps the file, copies its region and unmaps it),
+    so any chunking reads only its own pixels. Other layouts (tiled, compressed) go
+    through tifffile's zarr store, equivalent to
+    ``da.from_zarr(zarr.open(tifffile.imread(path, aszarr=True), mode="r"))``: a task
+    decodes every tile or strip its chunk touches, whole.
 
     Parameters
     ----------
     path : str or os.PathLike
         TIFF file (tiled or striped, any compression tifffile reads).
     chunks : int, tuple or "auto", optional
-        dask chunks; default the file's tiles (or strips). Use :func:`chunks_for_budget`
-        to fit a memory budget.
+        dask chunks; default the file's tiles (or strips), or blocks of 256 x 256
+        pixels (all channels) for contiguous uncompressed data. Use
+        :func:`chunks_for_budget` to fit a memory budget.
     series, level : int
         tifffile series and pyramid level.
 
@@ -44,9 +53,79 @@ def from_tiff(path, chunks=None, *, series=0, level=0):
     import tifffile
     import zarr
 
+    path = os.fspath(path)
+    with tifffile.TiffFile(path) as tif:
+        s = tif.series[series].levels[level]
+        offset, shape, dtype = s.dataoffset, tuple(s.shape), np.dtype(s.dtype)
+        file_dtype, axes = np.dtype(tif.byteorder + dtype.char), s.axes
+    if offset is not None and dtype.itemsize and math.prod(shape):
+        data = _ContiguousData(path, offset, shape, file_dtype)
+        if chunks is None:  # 256 x 256 in Y and X, one plane of what comes before
+            yx = [a for a, c in enumerate(axes) if c in "YX"] or [len(shape) - 1]
+            chunks = tuple(
+                min(n, 256) if a in yx else (1 if a < yx[0] else n) for a, n in enumerate(shape)
+            )
+        return da.from_array(data, chunks=chunks, asarray=False, fancy=False,
+                             meta=np.empty((0,) * len(shape), data.dtype),
+                             name="patchjit-tiff-" + _file_token(path, offset))  # fmt: skip
     store = tifffile.imread(path, aszarr=True, series=series, level=level)
     z = zarr.open(store, mode="r")
     return da.from_zarr(z, chunks=z.chunks if chunks is None else chunks)
+
+
+def read_unit(path, *, series=0, level=0):
+    """The block of a TIFF that a reader must decode whole, or None if any region reads
+    on its own (uncompressed contiguous data, see :func:`from_tiff`).
+
+    A tile, a strip (``rows x width``), or for a compressed single-strip file the whole
+    image. Pass it to :func:`chunks_for_budget` as ``read_unit``.
+    """
+    import tifffile
+    import zarr
+
+    with tifffile.TiffFile(path) as tif:
+        if tif.series[series].levels[level].dataoffset is not None:
+            return None
+    with tifffile.imread(path, aszarr=True, series=series, level=level) as store:
+        return tuple(int(c) for c in zarr.open(store, mode="r").chunks)
+
+
+class _ContiguousData:
+    """Uncompressed image data stored contiguously in a file, read region by region.
+
+    An array-like for :func:`dask.array.from_array`: indexing maps the file, copies the
+    region (in native byte order) and unmaps it, so a task holds its region only, and
+    nothing stays mapped between tasks. Picklable (path, offset, shape, dtype).
+    """
+
+    def __init__(self, path, offset, shape, file_dtype):
+        self.path, self.offset, self.shape, self.file_dtype = path, offset, shape, file_dtype
+        self.dtype = file_dtype.newbyteorder("=")
+        self.ndim = len(shape)
+        self.identity = _identity(os.stat(path))
+
+    def __getitem__(self, key):
+        with open(self.path, "rb") as f:
+            if _identity(os.fstat(f.fileno())) != self.identity:
+                raise RuntimeError(
+                    f"{self.path} was replaced or modified after from_tiff opened it; "
+                    f"open it again with from_tiff"
+                )
+            mm = np.memmap(f, self.file_dtype, "r", self.offset, self.shape)
+            region = np.array(mm[key], dtype=self.dtype)  # a copy: the map is released
+            del mm
+        return region
+
+
+def _identity(st):
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _file_token(path, offset):
+    from dask.base import tokenize
+
+    st = os.stat(path)
+    return tokenize(os.path.realpath(path), offset, st.st_size, st.st_mtime_ns)
 
 
 def to_tiff(arr, path, *, tile=(256, 256), compression=None, scheduler=None, **kwargs):
@@ -56,6 +135,11 @@ def to_tiff(arr, path, *, tile=(256, 256), compression=None, scheduler=None, **k
     time (the band's height is the array's chunk height, rounded to a whole number of
     tiles) and the band's tiles are handed to :func:`tifffile.imwrite` in order. Peak
     memory: one band plus what dask needs to compute it.
+
+    The file is written under a temporary name in ``path``'s folder and renamed to
+    ``path`` once complete: a failure never leaves a truncated ``path`` (an existing file
+    there stays as it was), and an array read lazily from ``path`` itself reads the old
+    file to the end.
 
     Parameters
     ----------
@@ -115,10 +199,28 @@ def to_tiff(arr, path, *, tile=(256, 256), compression=None, scheduler=None, **k
                     yield t
             del groups
 
-    tifffile.imwrite(
-        path, tiles(), shape=arr.shape, dtype=arr.dtype, tile=tile, compression=compression,
-        **kwargs,
-    )  # fmt: skip
+    with _replacing(path) as tmp:
+        tifffile.imwrite(
+            tmp, tiles(), shape=arr.shape, dtype=arr.dtype, tile=tile, compression=compression,
+            **kwargs,
+        )  # fmt: skip
+
+
+@contextlib.contextmanager
+def _replacing(path):
+    """A temporary path in ``path``'s folder, renamed to ``path`` if the block succeeds
+    and removed if it fails."""
+    path = os.fspath(path)
+    folder, name = os.path.split(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".patchjit-", suffix=f"-{name}", dir=folder)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def process_file(
@@ -134,11 +236,19 @@ def process_file(
     (:func:`to_tiff` for ``.tif``/``.tiff``, :meth:`dask.array.Array.to_zarr` (v3)
     otherwise). The result equals in-memory :func:`patchjit.process_image`.
 
+    The budget holds for every layout: uncompressed contiguous TIFF data (one strip or
+    several) is read region by region, tiles and strips are counted whole
+    (``read_unit``), and a file whose read unit cannot fit (a compressed single strip
+    larger than the budget) is refused before anything is read. The output is written
+    under a temporary name next to ``dst_path`` and renamed into place when complete (an
+    existing ``dst_path`` is replaced only then); ``dst_path`` may not be ``src_path``
+    (also through a link), nor inside it or hold it (zarr stores are folders).
+
     Parameters
     ----------
     src_path, dst_path : str or os.PathLike
     func, patch_shape, step
-        As in :func:`patchjit.process_image`.
+        As in :func:`patchjit.process_image` (``patch_shape`` an int or a sequence).
     max_memory : int
         Budget in bytes for image data (see :func:`chunks_for_budget`).
     workers : int, optional
@@ -154,6 +264,13 @@ def process_file(
     tuple of int
         The chunk shape used.
 
+    Raises
+    ------
+    ValueError
+        ``dst_path`` is (or holds, or lies inside) ``src_path``; the budget cannot hold
+        the chunks or the file's read unit; channels not last; any bad value
+        :func:`patchjit.process_image` refuses. All before anything is written.
+
     Examples
     --------
     >>> import numpy as np, tifffile, tempfile, os, patchjit
@@ -168,21 +285,80 @@ def process_file(
     >>> bool(np.allclose(tifffile.imread(os.path.join(d, "out.tif")), ref))
     True
     """
-    import os
-
     import dask
 
+    from .._grid import PatchGrid
+
     src_path, dst_path = os.fspath(src_path), os.fspath(dst_path)
-    workers = workers or os.cpu_count() or 1
-    x = da.from_zarr(src_path) if src_path.rstrip("/").endswith(".zarr") else from_tiff(src_path)
-    k = len(patch_shape) if isinstance(patch_shape, tuple) else min(x.ndim, 2)
-    pshape = patch_shape if isinstance(patch_shape, tuple) else (patch_shape,) * k
-    chunks = chunks_for_budget(x.shape, x.dtype, pshape, max_memory, workers=workers)
-    x = x.rechunk(chunks)
+    _check_distinct(src_path, dst_path)
+    if workers is None:
+        workers = os.cpu_count() or 1
+    elif isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise ValueError(f"workers must be an integer >= 1 (or None: all cores), got {workers!r}")
+    if _is_zarr(src_path):
+        x = da.from_zarr(src_path)
+        unit = x.chunksize  # the store's chunks, each decoded whole
+    else:
+        x, unit = from_tiff(src_path), read_unit(src_path)
+    # the patch as the in-memory call reads it (int or sequence), checked the same way
+    ca = kwargs.get("channel_axis")
+    if ca is not None and ca not in (-1, x.ndim - 1):
+        raise ValueError(f"process_file takes channels last (channel_axis=-1), got {ca!r}")
+    grid = PatchGrid(
+        x.shape, patch_shape, step, kwargs.get("edge", "cover"), overlap=kwargs.get("overlap"),
+        channel_axis=ca, window=kwargs.get("window"), sigma=kwargs.get("sigma"),
+    )  # fmt: skip
+    chunks = chunks_for_budget(x.shape, x.dtype, grid.patch_shape, max_memory, workers=workers,
+                               read_unit=unit)  # fmt: skip
+    x = from_tiff(src_path, chunks=chunks) if unit is None else x.rechunk(chunks)
     res = process_image(x, func, patch_shape, step, **kwargs)
     with dask.config.set(scheduler="threads", num_workers=workers):
         if dst_path.lower().endswith((".tif", ".tiff")):
             to_tiff(res, dst_path, tile=tile)
         else:
-            res.to_zarr(dst_path, overwrite=True)
+            with _replacing_folder(dst_path) as tmp:
+                res.to_zarr(tmp, overwrite=True)
     return chunks
+
+
+def _is_zarr(path):
+    return path.rstrip("/\\").endswith(".zarr")
+
+
+def _check_distinct(src, dst):
+    """Refuse a destination that is the source, or holds it, or lies inside it."""
+    s, d = os.path.realpath(src), os.path.realpath(dst)
+    if s == d or (os.path.exists(s) and os.path.exists(d) and os.path.samefile(s, d)):
+        raise ValueError(
+            f"dst_path {dst!r} is the input {src!r}; writing it would destroy the input "
+            f"while it is read: write to another path"
+        )
+    inside = os.path.commonpath([s, d])
+    if inside in (s, d):
+        where = "inside" if inside == s else "a folder holding"
+        raise ValueError(
+            f"dst_path {dst!r} is {where} the input {src!r}; writing it could destroy "
+            f"the input: write outside it"
+        )
+
+
+@contextlib.contextmanager
+def _replacing_folder(path):
+    """A temporary folder next to ``path`` (a zarr store), put in its place on success
+    (the old one removed then) and removed on failure."""
+    import shutil
+
+    folder, name = os.path.split(os.path.abspath(path))
+    tmp = tempfile.mkdtemp(prefix=".patchjit-", suffix=f"-{name}", dir=folder)
+    try:
+        yield tmp
+        if os.path.lexists(path):
+            old = tempfile.mkdtemp(prefix=".patchjit-old-", suffix=f"-{name}", dir=folder)
+            os.replace(path, os.path.join(old, name))
+            os.replace(tmp, path)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
