@@ -6,7 +6,8 @@ metadata, never from guessing at array shapes:
 
 - TIFF through :mod:`tifffile`: the first series, its axes (``YX``, ``YXS``, ``ZYX``,
   ``TYX``, ``CYX``, ``QYX``, ...), photometric, planar configuration, extra samples
-  (alpha), resolution, ICC profile, description and axes metadata.
+  (alpha), resolution, ICC profile, description, axes metadata, orientation and the
+  descriptive tags (:data:`TIFF_KEPT_TAGS`).
 - PNG, JPEG, BMP, GIF, WebP and PNM through Pillow: the mode (``L``, ``LA``, ``RGB``,
   ``RGBA``, ``CMYK``, ``P``, ``1``, ``I;16``, ``I``, ``F``), EXIF (orientation
   included), ICC profile, DPI and the JPEG quantisation tables.
@@ -34,6 +35,7 @@ __all__ = [
     "Picture",
     "atomic_output",
     "load",
+    "rescale_alpha",
     "save",
     "stored_size",
     "tiff_info",
@@ -53,6 +55,15 @@ _PIL_MODES = {
 _PIL_CONVERT = {"P": "RGB", "PA": "RGBA", "I;16B": "I;16", "I;16L": "I;16", "I;16N": "I;16"}
 # TIFF compressions tifffile writes without imagecodecs; others are written uncompressed.
 _TIFF_COMPRESSIONS = {1, 8, 32946}
+# Tags copied from the input's first page to the output's, by code: (name, writeonce).
+# Orientation goes on every page; the descriptive ones on the first page of the series.
+# DateTime is written through tifffile's ``datetime`` and ImageDescription through
+# ``description``; Software is not kept (the output is written by other software).
+TIFF_KEPT_TAGS = {
+    269: ("DocumentName", True), 271: ("Make", True), 272: ("Model", True),
+    274: ("Orientation", False), 285: ("PageName", True), 315: ("Artist", True),
+    316: ("HostComputer", True), 700: ("XMP", True), 33432: ("Copyright", True),
+}  # fmt: skip
 
 
 class ImageReadError(Exception):
@@ -94,15 +105,43 @@ class Picture:
     def full(self, result: np.ndarray) -> np.ndarray:
         """``result`` (shaped like :attr:`pixels`) with the alpha samples put back.
 
-        The result is in the stored axis order, ready to write; alpha is converted to
-        ``result``'s dtype (exactly: alpha values fit every dtype the CLI writes).
+        The result is in the stored axis order, ready to write; alpha is rescaled to
+        ``result``'s dtype by :func:`rescale_alpha` (same opacity, not wrapped).
         """
         if self.alpha is None:
             return result
         s = self.options["sample_axis"]
         if "S" not in self.axes:
             result = np.expand_dims(result, s)
-        return np.concatenate([result, self.alpha.astype(result.dtype)], axis=s)
+        return np.concatenate([result, rescale_alpha(self.alpha, result.dtype)], axis=s)
+
+
+def rescale_alpha(alpha: np.ndarray, dtype) -> np.ndarray:
+    """``alpha`` in ``dtype`` with the same opacity: full scale maps to full scale.
+
+    Full opacity is an integer dtype's maximum, or 1.0 for floats. Integer to integer:
+    ``round(a * max_out / max_in)`` (uint16 to uint8 is ``round(a / 257)``, uint8 to
+    uint16 is ``a * 257``); integer to float: ``a / max_in``; float to integer:
+    ``round(clip(a, 0, 1) * max_out)``; float to float: unchanged values. Same dtype:
+    unchanged.
+    """
+    src, dst = np.dtype(alpha.dtype), np.dtype(dtype)
+    if src == dst:
+        return alpha
+    if src == np.bool_:
+        alpha = alpha.astype(np.uint8)
+        src = np.dtype(np.uint8)
+    if src.kind == "f" and dst.kind == "f":
+        return alpha.astype(dst)
+    if src.kind == "f":
+        scaled = np.clip(alpha.astype(np.float64), 0.0, 1.0) * np.iinfo(dst).max
+        return np.rint(scaled).astype(dst)
+    full = float(np.iinfo(src).max)
+    if dst.kind == "f":
+        return (alpha.astype(np.float64) / full).astype(dst)
+    out_max = np.iinfo(dst).max
+    scaled = np.clip(alpha.astype(np.float64), 0.0, None) * (out_max / full)
+    return np.clip(np.rint(scaled), 0, out_max).astype(dst)
 
 
 # --- reading -------------------------------------------------------------------------
@@ -132,6 +171,13 @@ def load(path: str | os.PathLike) -> Picture:
 def _tiff_options(tif, series) -> dict:
     """What writing a result back like ``series`` needs (read from the tags only)."""
     page = series.keyframe
+    tags = []
+    for code, (_, writeonce) in TIFF_KEPT_TAGS.items():
+        tag = page.tags.get(code)
+        if tag is not None:
+            value = int(tag.value) if code == 274 else tag.value
+            tags.append((code, int(tag.dtype), tag.count, value, writeonce))
+    datetime = page.tags.get(306)
     return {
         "photometric": int(page.photometric),
         "planarconfig": int(page.planarconfig),
@@ -146,6 +192,8 @@ def _tiff_options(tif, series) -> dict:
         "description": None if tif.is_shaped or tif.is_imagej else page.description,
         "colormap": page.colormap,
         "stored_axes": series.axes,
+        "tags": tuple(tags),
+        "datetime": datetime.value if datetime is not None else None,
     }
 
 
@@ -302,6 +350,8 @@ def tiff_write_options(options: dict, dtype) -> dict:
         "compression": o["compression"],
         "iccprofile": o["iccprofile"],
         "extrasamples": o["extrasamples"] or None,
+        "extratags": list(o["tags"]) or None,
+        "datetime": o["datetime"],
     }
     if o["resolution"] is not None:
         kwargs.update(resolution=o["resolution"], resolutionunit=o["resolutionunit"])
