@@ -18,6 +18,9 @@ unchanged. Palette images become RGB (RGBA when the palette has transparency).
 
 Writes are atomic and honour the umask: data goes to a hidden temporary file created
 like a plain ``open()`` would create it, which is renamed into place once complete.
+A temporary file's name says who made it: ``.patchjit-tmp-HOST-PID-TOKEN.suffix``, so
+that a later run can tell one left by a killed process (same host, process gone:
+:func:`is_stale_temporary`) from one another run is still writing.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import re
 import secrets
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +39,7 @@ __all__ = [
     "ImageReadError",
     "Picture",
     "atomic_output",
+    "is_stale_temporary",
     "load",
     "rescale_alpha",
     "save",
@@ -43,6 +49,8 @@ __all__ = [
 ]
 
 TMP_PREFIX = ".patchjit-tmp-"
+# HOST-PID-TOKEN after the prefix; the host is greedy, so it may hold dashes itself.
+_TMP_NAME = re.compile(re.escape(TMP_PREFIX) + r"(?P<host>.+)-(?P<pid>[0-9]+)-[0-9a-f]{12}(\.\w+)?")
 TIFF_SUFFIXES = (".tif", ".tiff")
 PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".ppm", ".pgm", ".pbm", ".pnm")
 IMAGE_SUFFIXES = TIFF_SUFFIXES + PIL_SUFFIXES  # what folders are searched for
@@ -409,7 +417,8 @@ def atomic_output(path: Path):
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     while True:
-        tmp = path.parent / f"{TMP_PREFIX}{secrets.token_hex(6)}{path.suffix}"
+        name = f"{TMP_PREFIX}{_host()}-{os.getpid()}-{secrets.token_hex(6)}"
+        tmp = path.parent / (name + path.suffix)
         try:
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
             break
@@ -422,6 +431,34 @@ def atomic_output(path: Path):
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _host() -> str:
+    """This machine's name as it goes into a temporary file's name."""
+    return re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname()) or "localhost"
+
+
+def is_stale_temporary(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a temporary file :func:`atomic_output` made in a process gone.
+
+    True only for a regular file named as :func:`atomic_output` names them whose
+    process ran on this host and no longer exists: nobody can still be writing it.
+    Files of live processes (another run into the same folder), of other hosts (a
+    shared network folder) and of other programs are never stale.
+    """
+    path = Path(path)
+    match = _TMP_NAME.fullmatch(path.name)
+    if match is None or match["host"] != _host():
+        return False
+    try:
+        if not path.is_file() or path.is_symlink():
+            return False
+        os.kill(int(match["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except (OSError, OverflowError, ValueError):  # alive (another user's) or unknowable
+        return False
+    return False
 
 
 def _first_line(exc: BaseException) -> str:

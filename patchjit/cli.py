@@ -305,8 +305,9 @@ def cmd_run(args) -> int:
             print(f"ignore (not an image suffix or --pattern): {path}")
         print(f"{len(todo)} to process, {len(skipped)} to skip (dry run: nothing written)")
         return EXIT_OK
-    if outdir.exists():
-        remove_stale_temporaries(outdir)
+    for folder in sorted({dst.parent for _, dst in todo}):  # only where this run writes
+        if folder.is_dir():
+            remove_stale_temporaries(folder)
     _print_ignored(ignored)
     if not todo:
         print(f"nothing to do: {len(skipped)} outputs already exist (use --overwrite)")
