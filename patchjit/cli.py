@@ -14,9 +14,6 @@ import glob
 import sys
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -224,23 +221,6 @@ def collect(inputs: Sequence[str], outdir: Path, pattern: str | None):
     return list(dict.fromkeys(pairs)), ignored
 
 
-# --- worker processes (--jobs) ---------------------------------------------------------
-
-_WORKER_RUNNER = None
-
-
-def _worker_init(job: Job, threads: int) -> None:
-    global _WORKER_RUNNER
-    import numba
-
-    numba.set_num_threads(threads)
-    _WORKER_RUNNER = job.runner()
-
-
-def _worker_task(src: Path, dst: Path) -> FileResult:
-    return process_file(_WORKER_RUNNER, src, dst)
-
-
 # --- commands ------------------------------------------------------------------------
 
 
@@ -332,30 +312,19 @@ def _run_pool(job: Job, todo, args) -> list[FileResult]:
     import numba
     from tqdm.auto import tqdm
 
+    from ._pool import run_pool
+
     per_worker = max(1, (args.threads or numba.config.NUMBA_NUM_THREADS) // args.jobs)
-    results = []
-    with ProcessPoolExecutor(
-        args.jobs, mp_context=get_context("spawn"), initializer=_worker_init,
-        initargs=(job, per_worker),
-    ) as pool:  # fmt: skip
-        futures = {pool.submit(_worker_task, src, dst): src for src, dst in todo}
-        bar = tqdm(total=len(futures), unit="file", disable=args.quiet)
-        try:
-            for fut in as_completed(futures):
-                try:
-                    results.append(fut.result())
-                except BrokenProcessPool as exc:  # a worker died (out of memory, abort)
-                    reason = f"{futures[fut]}: worker process died ({exc})"
-                    results.append(FileResult("failed", futures[fut], reason))
-                _report(results[-1], bar)
-                bar.update()
-        except KeyboardInterrupt:
-            for f in futures:
-                f.cancel()
-            raise
-        finally:
-            bar.close()
-    return results
+    bar = tqdm(total=len(todo), unit="file", disable=args.quiet)
+
+    def on_result(result):
+        _report(result, bar)
+        bar.update()
+
+    try:
+        return run_pool(job, todo, args.jobs, per_worker, on_result)
+    finally:
+        bar.close()
 
 
 def _summary(results: list[FileResult], skipped: int, elapsed: float) -> int:
