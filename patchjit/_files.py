@@ -10,7 +10,10 @@ metadata, never from guessing at array shapes:
   descriptive tags (:data:`TIFF_KEPT_TAGS`).
 - PNG, JPEG, BMP, GIF, WebP and PNM through Pillow: the mode (``L``, ``LA``, ``RGB``,
   ``RGBA``, ``CMYK``, ``P``, ``1``, ``I;16``, ``I``, ``F``), EXIF (orientation
-  included), ICC profile, DPI and the JPEG quantisation tables.
+  included), ICC profile, DPI and the JPEG quantisation tables. 16-bit colour PNG
+  (RGB, RGBA, grey+alpha) and 16-bit PNM, which Pillow reads as 8-bit, are read and
+  written at full depth by :mod:`patchjit._deep` (modes ``RGB;16``, ``RGBA;16``,
+  ``LA;16``, and ``I;16`` for a 16-bit PGM), with Pillow's metadata.
 
 Colour samples and alpha are kept apart: :attr:`Picture.pixels` holds the samples to
 process and :attr:`Picture.alpha` the alpha (or other extra) samples, written back
@@ -59,7 +62,10 @@ IMAGE_SUFFIXES = TIFF_SUFFIXES + PIL_SUFFIXES  # what folders are searched for
 _PIL_MODES = {
     "1": (1, 0), "L": (1, 0), "I;16": (1, 0), "I": (1, 0), "F": (1, 0),
     "LA": (1, 1), "RGB": (3, 0), "RGBA": (3, 1), "CMYK": (4, 0),
+    "LA;16": (1, 1), "RGB;16": (3, 0), "RGBA;16": (3, 1),  # 16-bit, through _deep
 }  # fmt: skip
+# 16-bit samples per pixel -> our mode name (Pillow has no 16-bit colour modes)
+_DEEP_MODES = {1: "I;16", 2: "LA;16", 3: "RGB;16", 4: "RGBA;16"}
 _PIL_CONVERT = {"P": "RGB", "PA": "RGBA", "I;16B": "I;16", "I;16L": "I;16", "I;16N": "I;16"}
 # TIFF compressions tifffile writes without imagecodecs; others are written uncompressed.
 _TIFF_COMPRESSIONS = {1, 8, 32946}
@@ -234,6 +240,9 @@ def stored_size(path: str | os.PathLike) -> tuple[tuple[int, ...], np.dtype]:
         return shape, dtype
     from PIL import Image, UnidentifiedImageError
 
+    deep = _deep_shape(path)
+    if deep is not None:
+        return deep, np.dtype(np.uint16)
     try:
         with Image.open(path) as im:
             mode = im.mode
@@ -248,6 +257,42 @@ def stored_size(path: str | os.PathLike) -> tuple[tuple[int, ...], np.dtype]:
         raise ImageReadError(f"cannot read image: {_first_line(exc)}") from None
     dtype = {"1": np.bool_, "I;16": np.uint16, "I": np.int32, "F": np.float32}.get(mode, np.uint8)
     return ((h, w, bands) if bands > 1 else (h, w)), np.dtype(dtype)
+
+
+def _deep_shape(path: Path) -> tuple[int, ...] | None:
+    """The shape of a 16-bit image Pillow would read as 8-bit (or as ``I``), else None."""
+    from . import _deep
+
+    try:
+        png = _deep.png_depth(path)
+        if png is not None:
+            if png[0] != 16 or png[1] < 2:
+                return None
+            with open(path, "rb") as f:
+                w, h = np.frombuffer(f.read(24)[16:24], ">u4")
+            return int(h), int(w), png[1]
+        pnm = _deep.pnm_header(path)
+    except OSError:
+        return None
+    if pnm is None or pnm[3] < 256:
+        return None
+    samples, w, h = pnm[:3]
+    return (h, w) if samples == 1 else (h, w, samples)
+
+
+def _load_deep(path: Path, im) -> tuple[np.ndarray, str, dict]:
+    """``(data, mode, extra options)`` of a 16-bit colour PNG or 16-bit PNM."""
+    from . import _deep
+
+    try:
+        if im.format == "PNG":
+            data = _deep.read_png(path)
+            return data, _DEEP_MODES[data.shape[2]], {}
+        data, maxval = _deep.read_pnm(path)
+    except _deep.DeepImageError as exc:
+        raise ImageReadError(f"cannot read image: {exc}") from None
+    samples = 1 if data.ndim == 2 else data.shape[2]
+    return data, _DEEP_MODES[samples], {"maxval": maxval}
 
 
 def _load_tiff(path: Path) -> Picture:
@@ -309,8 +354,12 @@ def _load_pil(path: Path) -> Picture:
             mode = _PIL_CONVERT.get(mode, mode)
             if mode not in _PIL_MODES:
                 raise ImageReadError(f"Pillow mode {im.mode!r} is not supported")
-            im = im.convert(mode) if mode != im.mode else im
-            data = np.asarray(im)
+            if im.format in ("PNG", "PPM") and _deep_shape(path) is not None:
+                data, mode, extra = _load_deep(path, im)
+                options.update(extra)
+            else:
+                im = im.convert(mode) if mode != im.mode else im
+                data = np.asarray(im)
     except ImageReadError:
         raise
     except UnidentifiedImageError:
@@ -388,6 +437,8 @@ def _save_pil(tmp: Path, picture: Picture, image: np.ndarray, quality) -> None:
     o = picture.options
     fmt = o["format"]
     mode = o["mode"]
+    if _save_deep(tmp, fmt, image, o):
+        return
     if image.dtype == np.uint8 and mode in ("L", "LA", "RGB", "RGBA", "CMYK"):
         h, w = image.shape[:2]
         im = Image.frombytes(mode, (w, h), np.ascontiguousarray(image).tobytes())
@@ -406,6 +457,22 @@ def _save_pil(tmp: Path, picture: Picture, image: np.ndarray, quality) -> None:
         raise OSError(
             f"cannot write {image.dtype} {im.mode} pixels as {fmt}: {_first_line(exc)}"
         ) from None
+
+
+def _save_deep(tmp: Path, fmt: str, image: np.ndarray, options: dict) -> bool:
+    """Write 16-bit colour PNG or 16-bit PNM (Pillow cannot); False for anything else."""
+    from . import _deep
+
+    if image.dtype != np.uint16:
+        return False
+    if fmt == "PNG" and image.ndim == 3:
+        keep = {k: options.get(k) for k in ("icc_profile", "dpi", "exif")}
+        _deep.write_png(tmp, image, **keep)
+        return True
+    if fmt == "PPM" and (image.ndim == 2 or image.shape[2] == 3):
+        _deep.write_pnm(tmp, image, options.get("maxval", 65535))
+        return True
+    return False
 
 
 @contextlib.contextmanager

@@ -64,7 +64,8 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
     """Write ``image`` (``(H, W)`` or ``(H, W, C)``) to ``path`` atomically.
 
     The format is the one the suffix names. 8-bit images with 1 to 4 channels are
-    written as L, LA, RGB or RGBA; TIFF takes any dtype and shape tifffile writes.
+    written as L, LA, RGB or RGBA; uint16 as 16-bit PNG (grey, grey+alpha, RGB, RGBA)
+    or PGM/PPM; TIFF takes any dtype and shape tifffile writes.
     """
     path = Path(path)
     image = np.asarray(image)
@@ -76,7 +77,10 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
         else:
             from PIL import Image
 
-            Image.fromarray(np.ascontiguousarray(image)).save(tmp, format=_pil_format(path))
+            from ._files import _save_deep
+
+            if not _save_deep(tmp, _pil_format(path), image, {}):
+                Image.fromarray(np.ascontiguousarray(image)).save(tmp, format=_pil_format(path))
 
 
 def _pil_format(path: Path) -> str:
