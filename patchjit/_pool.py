@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import threading
 from collections import deque
 from multiprocessing import connection, get_context
 from pathlib import Path
@@ -49,8 +50,18 @@ def _worker_main(conn, job: Job, threads: int) -> None:
 class _Worker:
     def __init__(self, ctx, job: Job, threads: int):
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_worker_main, args=(child, job, threads), daemon=True)
-        self.process.start()
+        self.process = ctx.Process(target=_worker_main, args=(child, job, threads))
+        # Started with SIGINT ignored, which the new interpreter inherits: a Ctrl-C to
+        # the process group never interrupts a worker, even while it is still starting
+        # (no traceback from it); the parent alone acts on it. A Ctrl-C in the
+        # milliseconds that ``start()`` takes is lost: press it again.
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        try:
+            self.process.start()
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, previous)
         child.close()
         self.task: tuple[Path, Path] | None = None
 

@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from ._budget import fits
 from ._files import IMAGE_SUFFIXES, TMP_PREFIX, load
-from ._jobs import FileResult, Job, Runner, UsageError, fits, process_file
+from ._jobs import FileResult, Job, Runner, UsageError, process_file
 from .io import remove_stale_temporaries
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -363,7 +364,7 @@ def _warm_up(runner: Runner, todo, threads) -> None:
     """
     for src, _ in todo:
         try:
-            if not fits(runner.job, src):
+            if not fits(src, runner.job.max_memory, runner.job.dtype):
                 continue
             picture = load(src)
         except Exception:
@@ -448,8 +449,10 @@ exit status:
   0    every file done (or skipped because its output exists)
   1    some file failed; each is reported by name with the reason, the rest are done
   2    usage error, found before any file is read (unknown op, bad --param,
-       --func that cannot be imported, output folder inside an input folder)
-  130  interrupted (Ctrl-C); no partial output file is left behind
+       --step larger than the patch without --edge valid, --func that cannot be
+       imported, output folder inside an input folder)
+  130  interrupted (Ctrl-C, also with --jobs: workers are stopped at once); no
+       partial output file is left behind and nothing is written after it
 """
 
 
@@ -467,8 +470,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Process images patch by patch. Folders are walked recursively and "
         "their tree is mirrored under OUTDIR. Existing outputs are skipped unless "
         "--overwrite; outputs are written atomically with the permissions of a plain new "
-        "file; inputs are never modified. Outputs keep each input's format, axes, dtype, "
-        "alpha, EXIF, ICC profile, DPI and JPEG quality (see the README).",
+        "file; inputs are never modified. Outputs keep each input's format, axes, dtype "
+        "and bit depth (16-bit PNG/PNM/TIFF included), alpha, EXIF, ICC profile, DPI, "
+        "TIFF orientation and descriptive tags and JPEG quality (see the README).",
         epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     run.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders or globs")
@@ -513,7 +517,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "below")  # fmt: skip
     run.add_argument("--pattern", metavar="GLOB", help="only files matching GLOB in folders")
     run.add_argument("--jobs", type=int, default=1, metavar="N",
-                     help="worker processes for many small images (default 1)")  # fmt: skip
+                     help="worker processes for many small images (default 1); a worker that "
+                     "dies fails only the file it held")  # fmt: skip
     run.add_argument("--threads", type=int, metavar="N", help="numba threads (default all)")
     run.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     run.add_argument("--dry-run", action="store_true", help="show what would be done")
