@@ -6,10 +6,14 @@ metadata, never from guessing at array shapes:
 
 - TIFF through :mod:`tifffile`: the first series, its axes (``YX``, ``YXS``, ``ZYX``,
   ``TYX``, ``CYX``, ``QYX``, ...), photometric, planar configuration, extra samples
-  (alpha), resolution, ICC profile, description and axes metadata.
+  (alpha), resolution, ICC profile, description, axes metadata, orientation and the
+  descriptive tags (:data:`TIFF_KEPT_TAGS`).
 - PNG, JPEG, BMP, GIF, WebP and PNM through Pillow: the mode (``L``, ``LA``, ``RGB``,
   ``RGBA``, ``CMYK``, ``P``, ``1``, ``I;16``, ``I``, ``F``), EXIF (orientation
-  included), ICC profile, DPI and the JPEG quantisation tables.
+  included), ICC profile, DPI and the JPEG quantisation tables. 16-bit colour PNG
+  (RGB, RGBA, grey+alpha) and 16-bit PNM, which Pillow reads as 8-bit, are read and
+  written at full depth by :mod:`patchjit._deep` (modes ``RGB;16``, ``RGBA;16``,
+  ``LA;16``, and ``I;16`` for a 16-bit PGM), with Pillow's metadata.
 
 Colour samples and alpha are kept apart: :attr:`Picture.pixels` holds the samples to
 process and :attr:`Picture.alpha` the alpha (or other extra) samples, written back
@@ -17,6 +21,9 @@ unchanged. Palette images become RGB (RGBA when the palette has transparency).
 
 Writes are atomic and honour the umask: data goes to a hidden temporary file created
 like a plain ``open()`` would create it, which is renamed into place once complete.
+A temporary file's name says who made it: ``.patchjit-tmp-HOST-PID-TOKEN.suffix``, so
+that a later run can tell one left by a killed process (same host, process gone:
+:func:`is_stale_temporary`) from one another run is still writing.
 """
 
 from __future__ import annotations
@@ -24,7 +31,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import re
 import secrets
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +42,9 @@ __all__ = [
     "ImageReadError",
     "Picture",
     "atomic_output",
+    "is_stale_temporary",
     "load",
+    "rescale_alpha",
     "save",
     "stored_size",
     "tiff_info",
@@ -41,6 +52,8 @@ __all__ = [
 ]
 
 TMP_PREFIX = ".patchjit-tmp-"
+# HOST-PID-TOKEN after the prefix; the host is greedy, so it may hold dashes itself.
+_TMP_NAME = re.compile(re.escape(TMP_PREFIX) + r"(?P<host>.+)-(?P<pid>[0-9]+)-[0-9a-f]{12}(\.\w+)?")
 TIFF_SUFFIXES = (".tif", ".tiff")
 PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".ppm", ".pgm", ".pbm", ".pnm")
 IMAGE_SUFFIXES = TIFF_SUFFIXES + PIL_SUFFIXES  # what folders are searched for
@@ -49,10 +62,22 @@ IMAGE_SUFFIXES = TIFF_SUFFIXES + PIL_SUFFIXES  # what folders are searched for
 _PIL_MODES = {
     "1": (1, 0), "L": (1, 0), "I;16": (1, 0), "I": (1, 0), "F": (1, 0),
     "LA": (1, 1), "RGB": (3, 0), "RGBA": (3, 1), "CMYK": (4, 0),
+    "LA;16": (1, 1), "RGB;16": (3, 0), "RGBA;16": (3, 1),  # 16-bit, through _deep
 }  # fmt: skip
+# 16-bit samples per pixel -> our mode name (Pillow has no 16-bit colour modes)
+_DEEP_MODES = {1: "I;16", 2: "LA;16", 3: "RGB;16", 4: "RGBA;16"}
 _PIL_CONVERT = {"P": "RGB", "PA": "RGBA", "I;16B": "I;16", "I;16L": "I;16", "I;16N": "I;16"}
 # TIFF compressions tifffile writes without imagecodecs; others are written uncompressed.
 _TIFF_COMPRESSIONS = {1, 8, 32946}
+# Tags copied from the input's first page to the output's, by code: (name, writeonce).
+# Orientation goes on every page; the descriptive ones on the first page of the series.
+# DateTime is written through tifffile's ``datetime`` and ImageDescription through
+# ``description``; Software is not kept (the output is written by other software).
+TIFF_KEPT_TAGS = {
+    269: ("DocumentName", True), 271: ("Make", True), 272: ("Model", True),
+    274: ("Orientation", False), 285: ("PageName", True), 315: ("Artist", True),
+    316: ("HostComputer", True), 700: ("XMP", True), 33432: ("Copyright", True),
+}  # fmt: skip
 
 
 class ImageReadError(Exception):
@@ -94,15 +119,43 @@ class Picture:
     def full(self, result: np.ndarray) -> np.ndarray:
         """``result`` (shaped like :attr:`pixels`) with the alpha samples put back.
 
-        The result is in the stored axis order, ready to write; alpha is converted to
-        ``result``'s dtype (exactly: alpha values fit every dtype the CLI writes).
+        The result is in the stored axis order, ready to write; alpha is rescaled to
+        ``result``'s dtype by :func:`rescale_alpha` (same opacity, not wrapped).
         """
         if self.alpha is None:
             return result
         s = self.options["sample_axis"]
         if "S" not in self.axes:
             result = np.expand_dims(result, s)
-        return np.concatenate([result, self.alpha.astype(result.dtype)], axis=s)
+        return np.concatenate([result, rescale_alpha(self.alpha, result.dtype)], axis=s)
+
+
+def rescale_alpha(alpha: np.ndarray, dtype) -> np.ndarray:
+    """``alpha`` in ``dtype`` with the same opacity: full scale maps to full scale.
+
+    Full opacity is an integer dtype's maximum, or 1.0 for floats. Integer to integer:
+    ``round(a * max_out / max_in)`` (uint16 to uint8 is ``round(a / 257)``, uint8 to
+    uint16 is ``a * 257``); integer to float: ``a / max_in``; float to integer:
+    ``round(clip(a, 0, 1) * max_out)``; float to float: unchanged values. Same dtype:
+    unchanged.
+    """
+    src, dst = np.dtype(alpha.dtype), np.dtype(dtype)
+    if src == dst:
+        return alpha
+    if src == np.bool_:
+        alpha = alpha.astype(np.uint8)
+        src = np.dtype(np.uint8)
+    if src.kind == "f" and dst.kind == "f":
+        return alpha.astype(dst)
+    if src.kind == "f":
+        scaled = np.clip(alpha.astype(np.float64), 0.0, 1.0) * np.iinfo(dst).max
+        return np.rint(scaled).astype(dst)
+    full = float(np.iinfo(src).max)
+    if dst.kind == "f":
+        return (alpha.astype(np.float64) / full).astype(dst)
+    out_max = np.iinfo(dst).max
+    scaled = np.clip(alpha.astype(np.float64), 0.0, None) * (out_max / full)
+    return np.clip(np.rint(scaled), 0, out_max).astype(dst)
 
 
 # --- reading -------------------------------------------------------------------------
@@ -132,6 +185,13 @@ def load(path: str | os.PathLike) -> Picture:
 def _tiff_options(tif, series) -> dict:
     """What writing a result back like ``series`` needs (read from the tags only)."""
     page = series.keyframe
+    tags = []
+    for code, (_, writeonce) in TIFF_KEPT_TAGS.items():
+        tag = page.tags.get(code)
+        if tag is not None:
+            value = int(tag.value) if code == 274 else tag.value
+            tags.append((code, int(tag.dtype), tag.count, value, writeonce))
+    datetime = page.tags.get(306)
     return {
         "photometric": int(page.photometric),
         "planarconfig": int(page.planarconfig),
@@ -146,6 +206,8 @@ def _tiff_options(tif, series) -> dict:
         "description": None if tif.is_shaped or tif.is_imagej else page.description,
         "colormap": page.colormap,
         "stored_axes": series.axes,
+        "tags": tuple(tags),
+        "datetime": datetime.value if datetime is not None else None,
     }
 
 
@@ -178,6 +240,9 @@ def stored_size(path: str | os.PathLike) -> tuple[tuple[int, ...], np.dtype]:
         return shape, dtype
     from PIL import Image, UnidentifiedImageError
 
+    deep = _deep_shape(path)
+    if deep is not None:
+        return deep, np.dtype(np.uint16)
     try:
         with Image.open(path) as im:
             mode = im.mode
@@ -192,6 +257,42 @@ def stored_size(path: str | os.PathLike) -> tuple[tuple[int, ...], np.dtype]:
         raise ImageReadError(f"cannot read image: {_first_line(exc)}") from None
     dtype = {"1": np.bool_, "I;16": np.uint16, "I": np.int32, "F": np.float32}.get(mode, np.uint8)
     return ((h, w, bands) if bands > 1 else (h, w)), np.dtype(dtype)
+
+
+def _deep_shape(path: Path) -> tuple[int, ...] | None:
+    """The shape of a 16-bit image Pillow would read as 8-bit (or as ``I``), else None."""
+    from . import _deep
+
+    try:
+        png = _deep.png_depth(path)
+        if png is not None:
+            if png[0] != 16 or png[1] < 2:
+                return None
+            with open(path, "rb") as f:
+                w, h = np.frombuffer(f.read(24)[16:24], ">u4")
+            return int(h), int(w), png[1]
+        pnm = _deep.pnm_header(path)
+    except OSError:
+        return None
+    if pnm is None or pnm[3] < 256:
+        return None
+    samples, w, h = pnm[:3]
+    return (h, w) if samples == 1 else (h, w, samples)
+
+
+def _load_deep(path: Path, im) -> tuple[np.ndarray, str, dict]:
+    """``(data, mode, extra options)`` of a 16-bit colour PNG or 16-bit PNM."""
+    from . import _deep
+
+    try:
+        if im.format == "PNG":
+            data = _deep.read_png(path)
+            return data, _DEEP_MODES[data.shape[2]], {}
+        data, maxval = _deep.read_pnm(path)
+    except _deep.DeepImageError as exc:
+        raise ImageReadError(f"cannot read image: {exc}") from None
+    samples = 1 if data.ndim == 2 else data.shape[2]
+    return data, _DEEP_MODES[samples], {"maxval": maxval}
 
 
 def _load_tiff(path: Path) -> Picture:
@@ -253,8 +354,12 @@ def _load_pil(path: Path) -> Picture:
             mode = _PIL_CONVERT.get(mode, mode)
             if mode not in _PIL_MODES:
                 raise ImageReadError(f"Pillow mode {im.mode!r} is not supported")
-            im = im.convert(mode) if mode != im.mode else im
-            data = np.asarray(im)
+            if im.format in ("PNG", "PPM") and _deep_shape(path) is not None:
+                data, mode, extra = _load_deep(path, im)
+                options.update(extra)
+            else:
+                im = im.convert(mode) if mode != im.mode else im
+                data = np.asarray(im)
     except ImageReadError:
         raise
     except UnidentifiedImageError:
@@ -302,6 +407,8 @@ def tiff_write_options(options: dict, dtype) -> dict:
         "compression": o["compression"],
         "iccprofile": o["iccprofile"],
         "extrasamples": o["extrasamples"] or None,
+        "extratags": list(o["tags"]) or None,
+        "datetime": o["datetime"],
     }
     if o["resolution"] is not None:
         kwargs.update(resolution=o["resolution"], resolutionunit=o["resolutionunit"])
@@ -330,6 +437,8 @@ def _save_pil(tmp: Path, picture: Picture, image: np.ndarray, quality) -> None:
     o = picture.options
     fmt = o["format"]
     mode = o["mode"]
+    if _save_deep(tmp, fmt, image, o):
+        return
     if image.dtype == np.uint8 and mode in ("L", "LA", "RGB", "RGBA", "CMYK"):
         h, w = image.shape[:2]
         im = Image.frombytes(mode, (w, h), np.ascontiguousarray(image).tobytes())
@@ -350,6 +459,22 @@ def _save_pil(tmp: Path, picture: Picture, image: np.ndarray, quality) -> None:
         ) from None
 
 
+def _save_deep(tmp: Path, fmt: str, image: np.ndarray, options: dict) -> bool:
+    """Write 16-bit colour PNG or 16-bit PNM (Pillow cannot); False for anything else."""
+    from . import _deep
+
+    if image.dtype != np.uint16:
+        return False
+    if fmt == "PNG" and image.ndim == 3:
+        keep = {k: options.get(k) for k in ("icc_profile", "dpi", "exif")}
+        _deep.write_png(tmp, image, **keep)
+        return True
+    if fmt == "PPM" and (image.ndim == 2 or image.shape[2] == 3):
+        _deep.write_pnm(tmp, image, options.get("maxval", 65535))
+        return True
+    return False
+
+
 @contextlib.contextmanager
 def atomic_output(path: Path):
     """Yield a hidden temporary path beside ``path``; rename it into place on success.
@@ -359,7 +484,8 @@ def atomic_output(path: Path):
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     while True:
-        tmp = path.parent / f"{TMP_PREFIX}{secrets.token_hex(6)}{path.suffix}"
+        name = f"{TMP_PREFIX}{_host()}-{os.getpid()}-{secrets.token_hex(6)}"
+        tmp = path.parent / (name + path.suffix)
         try:
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
             break
@@ -372,6 +498,34 @@ def atomic_output(path: Path):
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _host() -> str:
+    """This machine's name as it goes into a temporary file's name."""
+    return re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname()) or "localhost"
+
+
+def is_stale_temporary(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a temporary file :func:`atomic_output` made in a process gone.
+
+    True only for a regular file named as :func:`atomic_output` names them whose
+    process ran on this host and no longer exists: nobody can still be writing it.
+    Files of live processes (another run into the same folder), of other hosts (a
+    shared network folder) and of other programs are never stale.
+    """
+    path = Path(path)
+    match = _TMP_NAME.fullmatch(path.name)
+    if match is None or match["host"] != _host():
+        return False
+    try:
+        if not path.is_file() or path.is_symlink():
+            return False
+        os.kill(int(match["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except (OSError, OverflowError, ValueError):  # alive (another user's) or unknowable
+        return False
+    return False
 
 
 def _first_line(exc: BaseException) -> str:

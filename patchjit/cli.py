@@ -14,16 +14,14 @@ import glob
 import sys
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
+from ._budget import fits
 from ._files import IMAGE_SUFFIXES, TMP_PREFIX, load
-from ._jobs import FileResult, Job, Runner, UsageError, fits, process_file
+from ._jobs import FileResult, Job, Runner, UsageError, process_file
 from .io import remove_stale_temporaries
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -224,23 +222,6 @@ def collect(inputs: Sequence[str], outdir: Path, pattern: str | None):
     return list(dict.fromkeys(pairs)), ignored
 
 
-# --- worker processes (--jobs) ---------------------------------------------------------
-
-_WORKER_RUNNER = None
-
-
-def _worker_init(job: Job, threads: int) -> None:
-    global _WORKER_RUNNER
-    import numba
-
-    numba.set_num_threads(threads)
-    _WORKER_RUNNER = job.runner()
-
-
-def _worker_task(src: Path, dst: Path) -> FileResult:
-    return process_file(_WORKER_RUNNER, src, dst)
-
-
 # --- commands ------------------------------------------------------------------------
 
 
@@ -305,8 +286,9 @@ def cmd_run(args) -> int:
             print(f"ignore (not an image suffix or --pattern): {path}")
         print(f"{len(todo)} to process, {len(skipped)} to skip (dry run: nothing written)")
         return EXIT_OK
-    if outdir.exists():
-        remove_stale_temporaries(outdir)
+    for folder in sorted({dst.parent for _, dst in todo}):  # only where this run writes
+        if folder.is_dir():
+            remove_stale_temporaries(folder)
     _print_ignored(ignored)
     if not todo:
         print(f"nothing to do: {len(skipped)} outputs already exist (use --overwrite)")
@@ -331,30 +313,19 @@ def _run_pool(job: Job, todo, args) -> list[FileResult]:
     import numba
     from tqdm.auto import tqdm
 
+    from ._pool import run_pool
+
     per_worker = max(1, (args.threads or numba.config.NUMBA_NUM_THREADS) // args.jobs)
-    results = []
-    with ProcessPoolExecutor(
-        args.jobs, mp_context=get_context("spawn"), initializer=_worker_init,
-        initargs=(job, per_worker),
-    ) as pool:  # fmt: skip
-        futures = {pool.submit(_worker_task, src, dst): src for src, dst in todo}
-        bar = tqdm(total=len(futures), unit="file", disable=args.quiet)
-        try:
-            for fut in as_completed(futures):
-                try:
-                    results.append(fut.result())
-                except BrokenProcessPool as exc:  # a worker died (out of memory, abort)
-                    reason = f"{futures[fut]}: worker process died ({exc})"
-                    results.append(FileResult("failed", futures[fut], reason))
-                _report(results[-1], bar)
-                bar.update()
-        except KeyboardInterrupt:
-            for f in futures:
-                f.cancel()
-            raise
-        finally:
-            bar.close()
-    return results
+    bar = tqdm(total=len(todo), unit="file", disable=args.quiet)
+
+    def on_result(result):
+        _report(result, bar)
+        bar.update()
+
+    try:
+        return run_pool(job, todo, args.jobs, per_worker, on_result)
+    finally:
+        bar.close()
 
 
 def _summary(results: list[FileResult], skipped: int, elapsed: float) -> int:
@@ -393,7 +364,7 @@ def _warm_up(runner: Runner, todo, threads) -> None:
     """
     for src, _ in todo:
         try:
-            if not fits(runner.job, src):
+            if not fits(src, runner.job.max_memory, runner.job.dtype):
                 continue
             picture = load(src)
         except Exception:
@@ -478,8 +449,10 @@ exit status:
   0    every file done (or skipped because its output exists)
   1    some file failed; each is reported by name with the reason, the rest are done
   2    usage error, found before any file is read (unknown op, bad --param,
-       --func that cannot be imported, output folder inside an input folder)
-  130  interrupted (Ctrl-C); no partial output file is left behind
+       --step larger than the patch without --edge valid, --func that cannot be
+       imported, output folder inside an input folder)
+  130  interrupted (Ctrl-C, also with --jobs: workers are stopped at once); no
+       partial output file is left behind and nothing is written after it
 """
 
 
@@ -497,8 +470,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Process images patch by patch. Folders are walked recursively and "
         "their tree is mirrored under OUTDIR. Existing outputs are skipped unless "
         "--overwrite; outputs are written atomically with the permissions of a plain new "
-        "file; inputs are never modified. Outputs keep each input's format, axes, dtype, "
-        "alpha, EXIF, ICC profile, DPI and JPEG quality (see the README).",
+        "file; inputs are never modified. Outputs keep each input's format, axes, dtype "
+        "and bit depth (16-bit PNG/PNM/TIFF included), alpha, EXIF, ICC profile, DPI, "
+        "TIFF orientation and descriptive tags and JPEG quality (see the README).",
         epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     run.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders or globs")
@@ -543,7 +517,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "below")  # fmt: skip
     run.add_argument("--pattern", metavar="GLOB", help="only files matching GLOB in folders")
     run.add_argument("--jobs", type=int, default=1, metavar="N",
-                     help="worker processes for many small images (default 1)")  # fmt: skip
+                     help="worker processes for many small images (default 1); a worker that "
+                     "dies fails only the file it held")  # fmt: skip
     run.add_argument("--threads", type=int, metavar="N", help="numba threads (default all)")
     run.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     run.add_argument("--dry-run", action="store_true", help="show what would be done")

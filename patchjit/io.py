@@ -26,6 +26,7 @@ from ._files import (
     TMP_PREFIX,
     ImageReadError,
     atomic_output,
+    is_stale_temporary,
     load,
 )
 
@@ -63,7 +64,8 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
     """Write ``image`` (``(H, W)`` or ``(H, W, C)``) to ``path`` atomically.
 
     The format is the one the suffix names. 8-bit images with 1 to 4 channels are
-    written as L, LA, RGB or RGBA; TIFF takes any dtype and shape tifffile writes.
+    written as L, LA, RGB or RGBA; uint16 as 16-bit PNG (grey, grey+alpha, RGB, RGBA)
+    or PGM/PPM; TIFF takes any dtype and shape tifffile writes.
     """
     path = Path(path)
     image = np.asarray(image)
@@ -75,7 +77,10 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
         else:
             from PIL import Image
 
-            Image.fromarray(np.ascontiguousarray(image)).save(tmp, format=_pil_format(path))
+            from ._files import _save_deep
+
+            if not _save_deep(tmp, _pil_format(path), image, {}):
+                Image.fromarray(np.ascontiguousarray(image)).save(tmp, format=_pil_format(path))
 
 
 def _pil_format(path: Path) -> str:
@@ -89,10 +94,21 @@ def _pil_format(path: Path) -> str:
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> int:
-    """Delete temporary files a killed run left under ``folder``; return how many."""
+    """Delete the temporary files a killed run left in ``folder``; return how many.
+
+    Only ``folder`` itself is searched (not its subfolders), and only files that are
+    provably stale are deleted: named as patchjit names its temporaries, made on this
+    host by a process that no longer exists (:func:`patchjit._files.is_stale_temporary`).
+    Another run's files in progress, other hosts' and other programs' files are kept.
+    """
     count = 0
-    for tmp in Path(folder).rglob(TMP_PREFIX + "*"):
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-            count += 1
+    try:
+        entries = list(Path(folder).glob(TMP_PREFIX + "*"))
+    except OSError:
+        return 0
+    for tmp in entries:
+        if is_stale_temporary(tmp):
+            with contextlib.suppress(OSError):  # gone already, or not ours to delete
+                tmp.unlink()
+                count += 1
     return count

@@ -447,3 +447,17 @@ def test_denoise_folder_example_writes_what_it_says(tmp_path):
     assert denoised16.dtype == np.uint16
     peak = 65535
     assert psnr(clean * 257, denoised16, peak) > psnr(clean * 257, noisy16, peak) + 5
+
+
+def test_warm_up_compiles_on_a_crop_of_the_first_readable_file(tmp_path):
+    """The serial path compiles before the clock starts: on a 64-pixel crop, once."""
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    write_image(tmp_path / "a.png", np.zeros((100, 90), np.uint8))
+    job = cli._job_from_args(cli.build_parser().parse_args(
+        ["run", str(tmp_path), "-o", str(tmp_path / "o"), "--op", "identity"]))  # fmt: skip
+    runner = job.runner()
+    seen = []
+    runner.apply = lambda picture, threads=None: seen.append(picture.pixels.shape)
+    todo = [(tmp_path / "bad.png", None), (tmp_path / "a.png", None)]
+    cli._warm_up(runner, todo, None)
+    assert seen == [(64, 64)]
