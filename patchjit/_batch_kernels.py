@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from numba import njit, prange
 
-from ._kernels import MAX, SUM, _nanmax, _nanmin, twins
+from ._kernels import MAX, SUM, _nanmax, _nanmin
+from ._variants import twins
 
 # --- batches (process_batches, map_batches) -----------------------------------------
 # Each kernel is written once as a plain function and compiled twice: a parallel

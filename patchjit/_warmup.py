@@ -80,3 +80,26 @@ def precompile(echo=print) -> int:
         echo(f"  {'parallel' if parallel else 'serial'} variants done "
              f"({time.perf_counter() - t0:.0f} s)")  # fmt: skip
     return n
+
+
+def cache_command(args, usage_error) -> int:
+    """``patchjit cache``: show the cache, or ``--clear`` / ``--precompile`` it."""
+    from . import _cache
+
+    if args.clear:
+        n = _cache.clear()
+        print(f"removed {n} cache folder(s) under {_cache.base_dir()}")
+        return 0
+    if args.precompile:
+        if not _cache.enabled():
+            raise usage_error("the cache is off (PATCHJIT_CACHE=0): nothing to precompile into")
+        print(f"precompiling into {_cache.folder()} ...")
+        n = precompile()
+        print(f"{n} calls compiled or loaded")
+    files, nbytes = _cache.size()
+    state = "on" if _cache.enabled() else "off (PATCHJIT_CACHE=0)"
+    print(f"cache: {state}")
+    print(f"folder: {_cache.base_dir()}")
+    print(f"this version: {_cache.folder().name}")
+    print(f"size: {files} files, {nbytes / 1e6:.1f} MB")
+    return 0

@@ -552,27 +552,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_cache(args) -> int:
-    from . import _cache
+    from ._warmup import cache_command
 
-    if args.clear:
-        n = _cache.clear()
-        print(f"removed {n} cache folder(s) under {_cache.base_dir()}")
-        return EXIT_OK
-    if args.precompile:
-        if not _cache.enabled():
-            raise UsageError("the cache is off (PATCHJIT_CACHE=0): nothing to precompile into")
-        from ._warmup import precompile
-
-        print(f"precompiling into {_cache.folder()} ...")
-        n = precompile()
-        print(f"{n} calls compiled or loaded")
-    files, nbytes = _cache.size()
-    state = "on" if _cache.enabled() else "off (PATCHJIT_CACHE=0)"
-    print(f"cache: {state}")
-    print(f"folder: {_cache.base_dir()}")
-    print(f"this version: {_cache.folder().name}")
-    print(f"size: {files} files, {nbytes / 1e6:.1f} MB")
-    return EXIT_OK
+    return cache_command(args, UsageError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
