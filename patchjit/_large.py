@@ -68,12 +68,16 @@ def process(runner, src: Path, dst: Path, threads=None) -> tuple[float, str | No
     patch = runner.patch
     out_dtype = np.dtype(job.dtype or dtype)
     x = pdask.from_tiff(src)
+    unit = pdask._io.read_unit(src)  # a tile or strip the reader decodes whole
     try:
-        chunks = pdask.chunks_for_budget(x.shape, x.dtype, patch, budget, workers=workers)
-    except ValueError:
+        chunks = pdask.chunks_for_budget(
+            x.shape, x.dtype, patch, budget, workers=workers, read_unit=unit
+        )
+    except ValueError as exc:
         raise ValueError(
             f"{too_large}; and --max-memory {format_size(budget)} cannot hold {workers} "
-            f"chunks (one per thread) with their halo: raise it or lower --threads"
+            f"chunks (one per thread) with their halo and the blocks they read: raise it, "
+            f"lower --threads, or rewrite the file tiled ({exc})"
         ) from None
     x = x.rechunk(chunks)
     if x.dtype == np.bool_:
