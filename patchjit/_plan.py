@@ -44,7 +44,10 @@ def _output_dtype(dtype, default, out):
     return dtype
 
 
-def _check_out(out, shape, image):
+def _check_out(out, shape, *inputs):
+    """Check ``out`` against the result's shape and the ``inputs`` (the caller's own
+    array as well as any converted copy: a float16 or big-endian input is converted
+    first, and ``out`` may still share memory with the original)."""
     if out is None:
         return
     if not isinstance(out, np.ndarray):
@@ -53,8 +56,9 @@ def _check_out(out, shape, image):
         raise ValueError(f"out has shape {out.shape} but the result has shape {tuple(shape)}")
     if not out.flags.writeable:
         raise ValueError("out is read-only; pass a writeable array")
-    if image is not None and np.shares_memory(out, image):
-        raise ValueError("out shares memory with the input; pass a separate array")
+    for x in inputs:
+        if isinstance(x, np.ndarray) and np.shares_memory(out, x):
+            raise ValueError("out shares memory with the input; pass a separate array")
 
 
 def _source4(img: np.ndarray, grid: PatchGrid, pad_mode, pad_value) -> np.ndarray:

@@ -179,7 +179,7 @@ def process_image(
     _check_window(grid, acc_dtype)
     out_dtype = _output_dtype(dtype, acc_dtype, out)
     result_shape = _result_shape(img.shape, grid, out_channels)
-    _check_out(out, result_shape, img)
+    _check_out(out, result_shape, img, image)
     src = _source4(img, grid, pad_mode, pad_value)
     take, _ = K.VIEWS[(grid.ndim, grid.channel_axis is not None)]
     _, oview = K.VIEWS[(grid.ndim, grid.channel_axis is not None or out_channels is not None)]
@@ -432,7 +432,7 @@ def unpatchify(
     acc_dtype = E.accumulation_dtype(arr.dtype)
     _check_window(grid, acc_dtype)
     out_dtype = _output_dtype(dtype, acc_dtype, out)
-    _check_out(out, image_shape, arr)
+    _check_out(out, image_shape, arr, patches)
     stacked = arr.reshape(
         E.canonical3(grid.grid_shape, 1) + E.canonical3(grid.patch_shape, 1) + (nc,)
     )

@@ -179,7 +179,7 @@ def process_batches(
     acc_dtype = E.accumulation_dtype(img.dtype)
     _check_window(grid, acc_dtype)
     out_dtype = _output_dtype(dtype, acc_dtype, out)
-    _check_out(out, result_shape, img)
+    _check_out(out, result_shape, img, image)
     src = _source4(img, grid, pad_mode, pad_value)
     sp = E.canonical3(grid.spatial_shape, 1)
     init = 0.0 if red in ("mean", "sum") else (-np.inf if red == "max" else np.inf)

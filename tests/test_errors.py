@@ -8,6 +8,7 @@ import pytest
 from callbacks import identity, patch_mean, scale_add_mean
 
 import patchjit
+from patchjit import ops
 
 IMG = np.arange(120, dtype=np.float64).reshape(10, 12)
 
@@ -220,3 +221,14 @@ def test_max_threads_ok():
     n = numba.config.NUMBA_NUM_THREADS
     a = patchjit.process_image(IMG, identity, 3, threads=n)
     np.testing.assert_allclose(a, IMG, rtol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.dtype(">f4"), np.dtype(">i2")])
+def test_out_sharing_a_converted_input_is_refused(dtype):
+    """float16 and big-endian inputs are converted first; ``out`` is still checked
+    against the caller's own array (0.2.0 accepted ``out=image`` there)."""
+    img = np.arange(64).reshape(8, 8).astype(dtype)
+    with pytest.raises(ValueError, match="shares memory with the input"):
+        patchjit.process_image(img, ops.identity, 3, out=img, dtype=img.dtype)
+    with pytest.raises(ValueError, match="shares memory with the input"):
+        patchjit.process_batches(img, lambda b: b, 3, out=img, dtype=img.dtype)
