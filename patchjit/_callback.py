@@ -147,9 +147,9 @@ def _map_wrapper(patch, vshape, nc, args, value):
 
 
 def builtin(func) -> bool:
-    """patchjit's own module-level callbacks (the built-in ops): their wrappers and
-    inlined drivers are cached on disk; a user's function (which may change between
-    processes) never is."""
+    """patchjit's own module-level callbacks (the built-in ops): the engine inlines them
+    into drivers cached on disk. A user's function (which may change between processes)
+    goes through an in-memory pointer (:func:`process_pointer`), never cached."""
     py = getattr(func, "py_func", None)
     mod = getattr(py, "__module__", "") or ""
     qual = getattr(py, "__qualname__", "") or ""
@@ -166,16 +166,12 @@ def _wrapper_name(kind, func, take, oview) -> str:
 def _make_pointer(impl, kind, func, take, oview, sig):
     from numba.core.ccallback import CFunc
 
-    from . import _cache
-
     bound = {"_FUNC": func, "_TAKE": take, "_OVIEW": oview}
     g = {**impl.__globals__, **bound}
     name = _wrapper_name(kind, func, take, oview)
     f = pytypes.FunctionType(impl.__code__, g, name, impl.__defaults__, impl.__closure__)
     f.__qualname__ = name
     cf = CFunc(f, (sig.args, sig.return_type), locals={}, options={})
-    if builtin(func):
-        _cache.attach(cf)
     cf.compile()
     return cf
 
