@@ -138,12 +138,23 @@ def _pipeline(n_total: int, batch_size: int, gather, call, consume, bar, pipelin
     consume(*pending, serial)
 
 
-def _tails(grid: PatchGrid, nk: int, k_axis: bool):
-    """Batch shapes after ``n``: func's input, its output, and the output's description."""
+def _tails(grid: PatchGrid, nk: int, k_axis: bool, in_patch=None):
+    """Batch shapes after ``n``: func's input, its output, and the output's description.
+
+    ``grid`` is the output grid; ``in_patch`` the input patch when it differs (a margin
+    or a scale)."""
     nc = grid.n_channels
-    in_tail = grid.patch_shape + ((nc,) if grid.channel_axis is not None else ())
+    in_patch = grid.patch_shape if in_patch is None else tuple(in_patch)
+    in_tail = in_patch + ((nc,) if grid.channel_axis is not None else ())
     out_tail = grid.patch_shape + ((nk,) if k_axis else ())
     hint = "(n, *patch_shape, K) with K output channels" if k_axis else "(n, *patch_shape)"
+    if in_patch != grid.patch_shape:
+        hint += (
+            f"; the output patch is (patch - 2 * margin) * scale = {grid.patch_shape} for "
+            f"an input patch {in_patch}"
+        )
+    else:
+        hint += "; for a smaller output pass margin=, for another size scale="
     return in_tail, out_tail, hint
 
 
@@ -157,7 +168,7 @@ def batch_weights(grid: PatchGrid, nk: int, acc_dtype):
 
 def accumulate_batches(
     src, func, grid: PatchGrid, origins3, nk, k_axis, wts, red, acc, region0, batch_size,
-    bar=None, pipelined=True,
+    bar=None, pipelined=True, *, in_patch=None, out_origins3=None,
 ):  # fmt: skip
     """Overlap-add ``func``'s outputs for the patches at ``origins3`` into ``acc``.
 
@@ -167,11 +178,16 @@ def accumulate_batches(
     ``acc`` (``(D, H, W * nk)``, holding the reduction's identity) covers the region
     starting at ``region0`` of that frame and contributions outside it are dropped.
     ``grid`` gives the patch shape, channels and window; ``wts`` is
-    :func:`batch_weights`; ``red`` a reduction name. Not normalised.
+    :func:`batch_weights`; ``red`` a reduction name. Not normalised. With a margin or a
+    scale, ``grid`` is the output grid, ``in_patch`` the input patch and
+    ``out_origins3`` the output origins in ``acc``'s frame (``origins3`` stays the
+    input origins in ``src``'s frame).
     """
-    in_tail, out_tail, hint = _tails(grid, nk, k_axis)
-    pd, ph, pw = E.canonical3(grid.patch_shape, 1)
+    in_tail, out_tail, hint = _tails(grid, nk, k_axis, in_patch)
+    pd, ph, pw = E.canonical3(in_tail[: grid.ndim], 1)
+    qd, qh, qw = E.canonical3(grid.patch_shape, 1)
     od, oh, ow = origins3
+    xd, xh, xw = origins3 if out_origins3 is None else out_origins3
     n_total = len(od) * len(oh) * len(ow)
     nc = src.shape[3]
     weighted = grid.window_array is not None
@@ -189,10 +205,10 @@ def accumulate_batches(
         return _as_result(func(batch), (n, *out_tail), hint)
 
     def consume(g0, n, result, serial):
-        outs = np.ascontiguousarray(result, dtype=acc.dtype).reshape((n, pd, ph, pw * nk))
-        rows = _rows(g0, n, od, oh, len(ow), pd, ph, region0, limits)
+        outs = np.ascontiguousarray(result, dtype=acc.dtype).reshape((n, qd, qh, qw * nk))
+        rows = _rows(g0, n, xd, xh, len(xw), qd, qh, region0, limits)
         kern = BK.scatter_batch_serial if serial else BK.scatter_batch
-        kern(outs, wts, weighted, code, od, oh, ow, g0, pw, nk, region0, rows, acc)
+        kern(outs, wts, weighted, code, xd, xh, xw, g0, qw, nk, region0, rows, acc)
 
     _pipeline(n_total, bs, gather, call, consume, bar, pipelined)
 

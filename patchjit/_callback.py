@@ -136,8 +136,8 @@ _VSHAPE = nbtypes.UniTuple(nbtypes.int64, 3)
 _STATUS = nbtypes.int32
 
 
-def _process_wrapper(patch, out, vshape, nc, nco, args):
-    _FUNC(_TAKE(patch, vshape, nc), _OVIEW(out, vshape, nco), *args)  # noqa: F821
+def _process_wrapper(patch, out, vshape, ovshape, nc, nco, args):
+    _FUNC(_TAKE(patch, vshape, nc), _OVIEW(out, ovshape, nco), *args)  # noqa: F821
     return 1
 
 
@@ -194,13 +194,13 @@ def _pointer(func, key, build):
 
 
 def process_pointer(func, take, oview, src_dtype, acc_dtype, args):
-    """Typed function pointer ``cb(flat_patch, flat_out, vshape, nc, nco, args)`` that
+    """Typed function pointer ``cb(flat_patch, flat_out, vshape, ovshape, nc, nco, args)`` that
     calls ``func(take(patch), oview(out), *args)`` and returns 1 (0 if it raised)."""
     args_t = numba.typeof(args)
     key = ("process", take, oview, np.dtype(src_dtype), np.dtype(acc_dtype), args_t)
     sig = _STATUS(
         array_type(src_dtype, 1, "C", readonly=True), array_type(acc_dtype, 1, "C"),
-        _VSHAPE, _INT, _INT, args_t,
+        _VSHAPE, _VSHAPE, _INT, _INT, args_t,
     )  # fmt: skip
     return _pointer(
         func, key, lambda: _make_pointer(_process_wrapper, "process", func, take, oview, sig)

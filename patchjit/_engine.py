@@ -65,19 +65,29 @@ def canonical3(values, fill):
     return (fill,) * (3 - len(values)) + values
 
 
-def plan_blocks(origins3, patch3, nc: int) -> np.ndarray:
+def plan_blocks(origins3, patch3, nc: int, out=None) -> np.ndarray:
     """Cut the patch grid into blocks; return the block table (see ``_kernels.B_*``).
 
-    Plans are cached by geometry (read-only tables), so repeated calls on images of one
-    shape skip the planning.
+    ``out = (out_origins3, out_patch3)``: the output geometry (margin, scale), in which
+    the footprints are given; default the input's. Plans are cached by geometry
+    (read-only tables), so repeated calls on images of one shape skip the planning.
     """
     key = tuple(np.asarray(o, dtype=np.int64).tobytes() for o in origins3)
-    return _plan_blocks(key, tuple(int(p) for p in patch3), int(nc))
+    okey = None
+    if out is not None:
+        okey = tuple(np.asarray(o, dtype=np.int64).tobytes() for o in out[0])
+        okey = (okey, tuple(int(p) for p in out[1]))
+    return _plan_blocks(key, tuple(int(p) for p in patch3), int(nc), okey)
 
 
 @functools.lru_cache(maxsize=64)
-def _plan_blocks(origin_bytes, patch3, nc: int) -> np.ndarray:
+def _plan_blocks(origin_bytes, patch3, nc: int, out_key=None) -> np.ndarray:
     origins3 = [np.frombuffer(b, dtype=np.int64) for b in origin_bytes]
+    if out_key is not None:
+        out_origins3 = [np.frombuffer(b, dtype=np.int64) for b in out_key[0]]
+        out_patch3 = out_key[1]
+    else:
+        out_origins3, out_patch3 = origins3, patch3
     grid = [len(o) for o in origins3]
     per_patch = math.prod(patch3) * nc + _CALL_COST
     total = math.prod(grid) * per_patch
@@ -85,8 +95,10 @@ def _plan_blocks(origin_bytes, patch3, nc: int) -> np.ndarray:
     steps = [int(o[1] - o[0]) if len(o) > 1 else p for o, p in zip(origins3, patch3)]
     sizes = list(grid)
 
-    def extent(a):
-        return (sizes[a] - 1) * steps[a] + patch3[a]
+    ratio = [q / p for q, p in zip(out_patch3, patch3)]
+
+    def extent(a):  # of the block's output footprint
+        return int(((sizes[a] - 1) * steps[a] + patch3[a]) * ratio[a]) + 1
 
     while True:
         work = math.prod(sizes) * per_patch
@@ -108,7 +120,7 @@ def _plan_blocks(origin_bytes, patch3, nc: int) -> np.ndarray:
     idx = np.array(rows, dtype=np.int64)
     table = np.empty((len(idx), 12), dtype=np.int64)
     table[:, :6] = idx
-    for a, (o, p) in enumerate(zip(origins3, patch3)):
+    for a, (o, p) in enumerate(zip(out_origins3, out_patch3)):
         first = o[idx[:, 2 * a]]
         last = o[idx[:, 2 * a + 1] - 1]
         table[:, 6 + 2 * a] = first
@@ -220,27 +232,32 @@ def _n_threads(serial: bool) -> int:
 # --- strip-first canonical frame --------------------------------------------------------
 
 
-def _strip_first(src, origins3, patch3, acc, region0, weights3):
+def _strip_first(src, origins3, patch3, acc, region0, weights3, out):
     """Move a 2-D job's rows to the strip axis: ``(1, H, W)`` -> ``(H, 1, W)``.
 
-    Pure reshapes of C-contiguous arrays (a unit axis moves), no copies.
+    Pure reshapes of C-contiguous arrays (a unit axis moves), no copies. ``out`` is the
+    output geometry ``(out_origins3, out_patch3)``.
     """
+    keep = src, origins3, patch3, acc, region0, weights3, out
     if not (len(origins3[0]) == 1 and patch3[0] == 1 and acc.shape[0] == 1):
-        return src, origins3, patch3, acc, region0, weights3
+        return keep
+    if out[1][0] != 1:
+        return keep
     if src.ndim == 4 and src.shape[0] == 1:
         src = src.reshape(src.shape[1], 1, *src.shape[2:])
     elif src.ndim == 7:
         g, p = src.shape[:3], src.shape[3:6]
         src = src.reshape(g[1], g[0], g[2], p[1], p[0], p[2], src.shape[6])
     else:
-        return src, origins3, patch3, acc, region0, weights3
+        return keep
     origins3 = (origins3[1], origins3[0], origins3[2])
+    out = ((out[0][1], out[0][0], out[0][2]), (out[1][1], out[1][0], out[1][2]))
     patch3 = (patch3[1], patch3[0], patch3[2])
     acc = acc.reshape(acc.shape[1], 1, acc.shape[2])
     region0 = (region0[1], region0[0], region0[2])
     if weights3 is not None:
         weights3 = weights3.reshape(weights3.shape[1], 1, weights3.shape[2])
-    return src, origins3, patch3, acc, region0, weights3
+    return src, origins3, patch3, acc, region0, weights3, out
 
 
 def _source_access(src, patch3, nc):
@@ -269,7 +286,7 @@ def _work(origins3, patch3, nc) -> int:
 
 
 def _failed_patch(func, err, ksrc, source, origins3, patch3, swapped, view, oview, vshape,
-                  nc, nco, acc_dtype, args, region0=(0, 0, 0)):  # fmt: skip
+                  nc, nco, acc_dtype, args, region0=(0, 0, 0), ovshape=None):  # fmt: skip
     """Raise the callback's own error for the first patch the kernel saw fail."""
     rows = err[err[:, 0] >= 0]
     i, j, k = (int(v) for v in rows[0])
@@ -291,15 +308,16 @@ def _failed_patch(func, err, ksrc, source, origins3, patch3, swapped, view, ovie
     if oview is None:
         where = f"patch {index} (origin {origin})"
         raise_callback_error(func, lambda: func(patch, *args), where)
-    n_out = flat.size // nc * nco
-    out = np.full(view_shape(oview, vshape, nco, n_out), np.nan, dtype=acc_dtype)
+    ovshape = vshape if ovshape is None else ovshape
+    n_out = math.prod(ovshape) * nco
+    out = np.full(view_shape(oview, ovshape, nco, n_out), np.nan, dtype=acc_dtype)
     where = f"patch {index} (origin {origin})"
     raise_callback_error(func, lambda: func(patch, out, *args), where)
 
 
 def run_accumulate(
     src, take, oview, func, args, origins3, patch3, nc, weights3, red, acc, region0,
-    progress=None, *, nc_out=None, serial=None,
+    progress=None, *, nc_out=None, serial=None, out_geometry=None,
 ):  # fmt: skip
     """Overlap-add ``func``'s output for every patch into ``acc`` (not normalised).
 
@@ -314,28 +332,42 @@ def run_accumulate(
     are dropped. ``acc`` must hold the reduction's identity (0, -inf or +inf) on entry.
     ``nc_out`` (default ``nc``) is the callback's output channel count. ``serial``
     forces (True) or forbids (False) the serial kernels; default :func:`serial_wanted`.
+    ``out_geometry = (out_origins3, out_patch3)``: where each patch's output goes and
+    its shape (a margin or a scale), in the frame of ``acc`` and ``region0``; default
+    ``(origins3, patch3)``. ``weights3`` then has the output patch's shape.
     """
     nco = nc if nc_out is None else int(nc_out)
+    if out_geometry is None:
+        out_geometry = (origins3, patch3)
+    out_geometry = (
+        tuple(np.asarray(o, dtype=np.int64) for o in out_geometry[0]),
+        tuple(int(p) for p in out_geometry[1]),
+    )
     if serial is None:
         serial = serial_wanted(_work(origins3, patch3, nco))
     vshape = tuple(int(p) for p in patch3)
+    ovshape = out_geometry[1]  # the callback's axis order
     if not acc.flags.c_contiguous:
         raise ValueError("acc must be C-contiguous")
     swapped_in = origins3
-    src, origins3, patch3, acc3, region0, weights3 = _strip_first(
-        src, origins3, patch3, acc, region0, weights3
+    src, origins3, patch3, acc3, region0, weights3, out_geometry = _strip_first(
+        src, origins3, patch3, acc, region0, weights3, out_geometry
     )
     swapped = origins3 is not swapped_in
     ksrc, source = _source_access(src, patch3, nc)
     inline = (func, take, oview) if builtin(func) else None
     cb = 0 if inline else process_pointer(func, take, oview, src.dtype, acc.dtype, args)
-    blocks = plan_blocks(origins3, patch3, nco)
+    (qos, qor, qow), qshape = out_geometry
+    same = qshape == tuple(int(p) for p in patch3) and all(
+        np.array_equal(a, b) for a, b in zip(out_geometry[0], origins3)
+    )
+    blocks = plan_blocks(origins3, patch3, nco, None if same else out_geometry)
     n_threads = _n_threads(serial)
     fshape = blocks[:, [K.B_FD, K.B_FH, K.B_FW]].max(axis=0)
     buf_bytes = int(np.prod(fshape)) * nco * acc.dtype.itemsize
     n_wave = min(len(blocks), max(_BLOCKS_PER_THREAD * n_threads, _WAVE_BYTES // buf_bytes))
     bufs = scratch((n_wave, fshape[0], fshape[1], fshape[2] * nco), acc.dtype)
-    n_out = math.prod(vshape) * nco
+    n_out = math.prod(ovshape) * nco
     if weights3 is not None:
         kind = K.WEIGHTED
         wts = np.ascontiguousarray(weights3, dtype=acc.dtype).reshape(-1)
@@ -369,7 +401,7 @@ def run_accumulate(
                     func, patch_type(take, src.dtype), out_type(oview, acc.dtype), args,
                     scalar=False),
                 ksrc, cb, args, init, os_, or_, ow, ps, pr, pw, nc, nco, vshape, wts, wave,
-                bufs, src.dtype, stop, err,
+                bufs, src.dtype, stop, err, qos, qor, qow, *qshape, ovshape,
             )  # fmt: skip
             if stop[0]:
                 break
@@ -381,7 +413,7 @@ def run_accumulate(
     if stop[0]:
         _failed_patch(
             func, err, ksrc, source, origins3, patch3, swapped, take, oview, vshape, nc, nco,
-            acc.dtype, args, region0,
+            acc.dtype, args, region0, ovshape,
         )  # fmt: skip
     return acc
 

@@ -57,7 +57,7 @@ B_I0D, B_I1D, B_I0H, B_I1H, B_I0W, B_I1W, B_Y0D, B_FD, B_Y0H, B_FH, B_X0, B_FW =
 
 # Helpers that a variant binds (see ``_variants.variant``); the plain module never calls
 # them.
-_COL = _FETCH = _ADD = _COMB = _OP = _CALL = None
+_COL = _FETCH = _ADD = _COMB = _OP = _CALL = _RUN_BLOCK = None
 _RESET = False
 
 
@@ -309,11 +309,20 @@ _ADDS = {
 }
 
 
-@njit(inline="always")
-def _run_block(
-    blk, buf, strip, ostrip, o, src, col, fetch, call, cb, args, add, comb, init, os_,
-    or_, ow, ps, pr, pw, nc, nco, vshape, wts, stop, err,
+def _run_block_impl(
+    blk, buf, strip, ostrip, o, src, cb, args, init, os_, or_, ow, ps, pr, pw, nc, nco, wts,
+    stop, err, qos, qor, qow, vshape, ovshape, qshape,
 ):  # fmt: skip
+    # A variant of its driver's (the same bound helpers), inlined into it. The helpers
+    # are bound, not passed: a call of more than 30 arguments compiles to a *args call,
+    # which numba cannot inline.
+    # input geometry: origins (os_, or_, ow), patch (ps, pr, pw) (``vshape`` in the
+    # callback's axis order); output geometry: origins (qos, qor, qow), patch qshape
+    # (``ovshape`` in the callback's axis order); the block's footprint is in the
+    # output frame.
+    qs, qr, qw = qshape
+    s0 = os_[blk[B_I0D]]
+    s1 = os_[blk[B_I1D] - 1] + ps
     fs, fr, fw = blk[B_FD], blk[B_FH], blk[B_FW]
     for q in range(o.size):
         o[q] = np.nan  # then reset to NaN by ``add`` after every patch
@@ -324,10 +333,10 @@ def _run_block(
                 row[k] = init
     y0s, y0r, x0 = blk[B_Y0D], blk[B_Y0H], blk[B_X0]
     n_in = ps * pr * pw * nc
-    n_out = ps * pr * pw * nco
+    n_out = qs * qr * qw * nco
     srow_in = pr * pw * nc
-    srow_out = pr * pw * nco
-    run = pw * nco
+    srow_out = qr * qw * nco
+    run = qw * nco
     dst = buf.reshape(buf.size)
     row_step = buf.shape[2]
     plane_step = buf.shape[1] * row_step
@@ -337,50 +346,55 @@ def _run_block(
             if stop[0] != 0:
                 return  # a callback raised in another block: stop early
             x = ow[k]
-            col(src, strip, y0s, y0s + fs, yr, x, pr, pw, nc)
+            _COL(src, strip, s0, s1, yr, x, pr, pw, nc)
             for q in range(fs * srow_out):
                 ostrip[q] = init
             for i in range(blk[B_I0D], blk[B_I1D]):
                 s = os_[i]
-                patch = fetch(src, strip, i, j, k, s, yr, x, (s - y0s) * srow_in, n_in, nc)
-                if call(cb, patch, o, vshape, nc, nco, args) == 0:
+                patch = _FETCH(src, strip, i, j, k, s, yr, x, (s - s0) * srow_in, n_in, nc)
+                if _CALL(cb, patch, o, vshape, ovshape, nc, nco, args) == 0:
                     # the callback raised (numba reported it as unraisable): note the
                     # patch and stop; the engine raises the callback's own error
                     stop[0] = 1
                     err[0], err[1], err[2] = i, j, k
                     return
-                add(ostrip, o, wts, (s - y0s) * srow_out, n_out)
+                _ADD(ostrip, o, wts, (qos[i] - y0s) * srow_out, n_out)
             # the column's output strip into the block buffer, one run per row
-            t_col = (yr - y0r) * row_step + (x - x0) * nco
+            t_col = (qor[j] - y0r) * row_step + (qow[k] - x0) * nco
             for a in range(fs):
-                for b in range(pr):
+                for b in range(qr):
                     t = t_col + a * plane_step + b * row_step
-                    comb(dst, flat_view(ostrip, (a * pr + b) * run, run), wts, t, run)
+                    _COMB(dst, flat_view(ostrip, (a * qr + b) * run, run), wts, t, run)
 
 
 def _accumulate_impl(
     src, cb, args, init, os_, or_, ow, ps, pr, pw, nc, nco, vshape, wts, blocks, bufs,
-    dtype_in, stop, err,
+    dtype_in, stop, err, qos, qor, qow, qs, qr, qw, ovshape,
 ):  # fmt: skip
     """Run the callback on every patch of each block, overlap-adding into ``bufs[b]``.
 
     ``cb`` is the callback's typed function pointer (see :mod:`patchjit._callback`):
-    ``cb(flat_patch, flat_out, vshape, nc, nco, args)`` returns 1, or 0 when the user's
-    function raised; the first failing patch of block ``b`` is then written to
-    ``err[b]`` (its grid index) and ``stop[0]`` set, which stops every block. The
-    variant's bound helpers: ``_COL``/``_FETCH`` (source access), ``_ADD`` (a patch
-    output into the column's output strip) and ``_COMB`` (the strip into the block
-    buffer); ``init`` is the reduction's identity. Scratch (strip, output strip,
-    ``out``) is allocated once per block, never per patch.
+    ``cb(flat_patch, flat_out, vshape, ovshape, nc, nco, args)`` returns 1, or 0 when
+    the user's function raised; the first failing patch of block ``b`` is then written
+    to ``err[b]`` (its grid index) and ``stop[0]`` set, which stops every block. Patch
+    ``(i, j, k)`` reads the input patch ``vshape`` at ``(os_[i], or_[j], ow[k])`` of
+    ``src`` and its output (``qshape``; ``ovshape`` in the callback's axis order) goes
+    to ``(qos[i], qor[j], qow[k])`` of the output frame, which the block table's
+    footprints use. The variant's bound helpers:
+    ``_COL``/``_FETCH`` (source access), ``_ADD`` (a patch output into the column's
+    output strip) and ``_COMB`` (the strip into the block buffer); ``init`` is the
+    reduction's identity. Scratch (strip, output strip, ``out``) is allocated once per
+    block, never per patch.
     """
     fs_max = bufs.shape[1]
     for b in prange(blocks.shape[0]):
-        strip = np.empty(max(fs_max * pr * pw * nc, ps * pr * pw * nc), dtype=dtype_in)
-        ostrip = np.empty(fs_max * pr * pw * nco, dtype=bufs.dtype)
-        o = np.empty(ps * pr * pw * nco, dtype=bufs.dtype)
-        _run_block(
-            blocks[b], bufs[b], strip, ostrip, o, src, _COL, _FETCH, _CALL, cb, args, _ADD,
-            _COMB, init, os_, or_, ow, ps, pr, pw, nc, nco, vshape, wts, stop, err[b],
+        fs_in = os_[blocks[b, B_I1D] - 1] + ps - os_[blocks[b, B_I0D]]
+        strip = np.empty(max(fs_in * pr * pw * nc, ps * pr * pw * nc), dtype=dtype_in)
+        ostrip = np.empty(fs_max * qr * qw * nco, dtype=bufs.dtype)
+        o = np.empty(qs * qr * qw * nco, dtype=bufs.dtype)
+        _RUN_BLOCK(
+            blocks[b], bufs[b], strip, ostrip, o, src, cb, args, init, os_, or_, ow, ps, pr,
+            pw, nc, nco, wts, stop, err[b], qos, qor, qow, vshape, ovshape, (qs, qr, qw),
         )  # fmt: skip
 
 
@@ -411,7 +425,8 @@ def accumulate_kernel(source: str, kind: int, parallel: bool, inline=None):
         call = _inlined_process_call(*inline)
         name += _inlined_name(inline)
     bound = {"_COL": col, "_FETCH": fetch, "_ADD": add, "_COMB": comb, "_CALL": call}
-    return variant(_accumulate_impl, name, bound, parallel=parallel)
+    block = variant(_run_block_impl, name + "_block", bound, cache=False, inline="always")
+    return variant(_accumulate_impl, name, {**bound, "_RUN_BLOCK": block}, parallel=parallel)
 
 
 def fold_blocks_impl(blocks, bufs, acc, nc, red, region0, rows):

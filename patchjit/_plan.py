@@ -18,7 +18,7 @@ from . import _engine as E
 from . import _kernels as K
 from ._grid import PatchGrid
 from ._progress import Progress
-from ._validate import MAX_CHANNELS_GUESS, check_choice
+from ._validate import MAX_CHANNELS_GUESS, check_choice, per_axis, resolve_layout
 from ._windows import check_representable
 
 REDUCTIONS = ("mean", "sum", "max", "min")
@@ -83,9 +83,11 @@ def _source4(img: np.ndarray, grid: PatchGrid, pad_mode, pad_value) -> np.ndarra
     return v
 
 
-def _check_pad(grid: PatchGrid, img_dtype, pad_mode, pad_value):
+def _check_pad(grid: PatchGrid, img_dtype, pad_mode, pad_value, padded=False):
+    """Check ``pad_mode`` and ``pad_value`` (``padded``: the image is padded whatever
+    the edge, for a margin)."""
     check_choice(pad_mode, "pad_mode", PAD_MODES)
-    if grid.edge != "pad" or pad_mode != "constant":
+    if (grid.edge != "pad" and not padded) or pad_mode != "constant":
         return
     if not isinstance(pad_value, (int, float, np.integer, np.floating, bool)):
         raise TypeError(f"pad_value must be a number, got {pad_value!r}")
@@ -128,12 +130,13 @@ def _check_merge_geometry(grid: PatchGrid, reduce):
 
 
 def _merge(src, take, oview, func, args, grid: PatchGrid, acc_dtype, red, progress, *,
-           nc_out=None):  # fmt: skip
+           nc_out=None, grid_in=None, margin=None):  # fmt: skip
     """Accumulate over the grid, normalise; return the float result in image layout.
 
     ``nc_out`` (default the image's channel count) is the callback's output channel
     count; the result then has ``nc_out`` channels where the image had its channel axis
-    (last when the image has none and ``nc_out`` is given).
+    (last when the image has none and ``nc_out`` is given). With a margin or a scale
+    (see :func:`model_frame`) ``grid`` is the output grid and ``grid_in`` the input's.
     """
     nc = grid.n_channels
     nco = nc if nc_out is None else int(nc_out)
@@ -146,11 +149,17 @@ def _merge(src, take, oview, func, args, grid: PatchGrid, acc_dtype, red, progre
         weights3 = np.ascontiguousarray(np.repeat(w, nco, axis=2), dtype=acc_dtype)
     origins3 = E.canonical3(grid.origins, np.zeros(1, dtype=np.int64))
     patch3 = E.canonical3(grid.patch_shape, 1)
+    out_geometry = None
+    if grid_in is not None and grid_in is not grid:
+        out_geometry = (origins3, patch3)
+        origins3 = E.canonical3(grid_in.origins, np.zeros(1, dtype=np.int64))
+        in_patch = tuple(t + 2 * m for t, m in zip(grid_in.patch_shape, margin))
+        patch3 = E.canonical3(in_patch, 1)
     region0 = tuple(int(b) for b, _ in E.canonical3(grid.pad_width, (0, 0)))
     serial = E.serial_wanted(grid.n_patches * int(np.prod(patch3)) * max(nc, nco))
     E.run_accumulate(
         src, take, oview, func, args, origins3, patch3, nc, weights3, _RED_CODES[red],
-        acc, region0, progress, nc_out=nco, serial=serial,
+        acc, region0, progress, nc_out=nco, serial=serial, out_geometry=out_geometry,
     )  # fmt: skip
     _normalise(acc, grid, nco, red, serial)
     result = acc.reshape((*grid.spatial_shape, nco))
@@ -313,3 +322,115 @@ def _out_layout(shape, grid: PatchGrid, out_channels):
     if out_channels is None:
         return result_shape, grid.n_channels, grid.channel_axis is not None
     return result_shape, int(out_channels), True
+
+
+# --- models whose output differs from their input: margin and scale -------------------
+
+
+def _scales(scale, k: int) -> tuple:
+    """``scale`` (a number or one per spatial axis) as exact fractions: integers and
+    1/integer only."""
+    from fractions import Fraction
+
+    values = scale if isinstance(scale, (tuple, list, np.ndarray)) else (scale,) * k
+    if len(values) != k:
+        raise ValueError(f"scale {scale!r} must be a number or one per spatial axis ({k})")
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+            raise TypeError(f"scale must be a number or a tuple of numbers, got {scale!r}")
+        f = Fraction(float(v)).limit_denominator(1 << 20)
+        if f <= 0 or (f.numerator != 1 and f.denominator != 1):
+            raise ValueError(
+                f"scale {v!r} is not supported; use an integer (2, 4) or 1/integer (0.5, 0.25)"
+            )
+        out.append(f)
+    return tuple(out)
+
+
+def model_frame(image_shape, patch_shape, step, edge, overlap, channel_axis, window, sigma,
+                margin=0, scale=1, centered=False):  # fmt: skip
+    """The input and output grids of a call with ``margin`` and ``scale``.
+
+    Returns ``(grid_in, grid_out, margin)``. ``grid_in`` is the grid of output tiles
+    (``patch - 2 * margin``) on the image, by the usual ``edge``/``step``/``overlap``
+    rules; each input patch is its tile grown by ``margin`` (read from the image padded
+    by ``margin`` more, so the input patch's origin in that source equals the tile's
+    origin in ``grid_in``'s padded frame). ``grid_out`` is the same grid in the
+    result's frame (every size times ``scale``), holding the window. Without a margin
+    and a scale both are one grid, the plain call's.
+    """
+    k, _ = resolve_layout(len(image_shape), patch_shape, channel_axis, image_shape)
+    m = per_axis(margin, k, "margin", minimum=0)
+    s = _scales(scale, k)
+    if not any(m) and all(f == 1 for f in s):
+        grid = PatchGrid(
+            image_shape, patch_shape, step, edge, overlap=overlap, channel_axis=channel_axis,
+            window=window, sigma=sigma, centered=centered,
+        )  # fmt: skip
+        return grid, grid, m
+    p = per_axis(patch_shape, k, "patch_shape")
+    tile = tuple(a - 2 * b for a, b in zip(p, m))
+    if any(t < 1 for t in tile):
+        raise ValueError(
+            f"margin {m} leaves no output of patch_shape {p}: the output tile is "
+            f"patch - 2 * margin = {tile}; use a margin below {tuple((a - 1) // 2 for a in p)}"
+        )
+    grid_in = PatchGrid(
+        image_shape, tile, step, edge, overlap=overlap, channel_axis=channel_axis,
+        centered=centered,
+    )  # fmt: skip
+    bad = []  # the scaled sizes must be whole numbers
+    for a, f in enumerate(s):
+        sizes = (grid_in.spatial_shape[a], tile[a], grid_in.step[a])
+        for what, n in zip(("image size", "tile", "step"), sizes):
+            if (n * f).denominator != 1:
+                bad.append((a, f"{what} {n}", f))
+    if bad:
+        a, what, f = bad[0]
+        d = f.denominator
+        raise ValueError(
+            f"scale {float(f)} on axis {a} maps {what} to {float(f * int(what.split()[-1]))} "
+            f"output pixels; patch origins must map to whole output pixels: use an image "
+            f"size, a tile (patch - 2 * margin) and a step that are multiples of {d}"
+        )
+    shape = list(image_shape)
+    spatial = [i for i in range(len(image_shape)) if i != grid_in.channel_axis]
+    for a, i in enumerate(spatial):
+        shape[i] = int(image_shape[i] * s[a])
+    grid_out = PatchGrid(
+        shape, tuple(int(t * f) for t, f in zip(tile, s)),
+        tuple(int(st * f) for st, f in zip(grid_in.step, s)), edge,
+        channel_axis=grid_in.channel_axis, window=window, sigma=sigma, centered=centered,
+    )  # fmt: skip
+    for a, f in enumerate(s):
+        want = grid_in.origins[a] * f.numerator
+        if f.denominator != 1:
+            if np.any(grid_in.origins[a] % f.denominator):
+                raise ValueError(
+                    f"scale {float(f)} on axis {a}: the patch origins "
+                    f"{grid_in.origins[a][:6].tolist()}... are not multiples of "
+                    f"{f.denominator}; use a step and an image size that are"
+                )
+            want = grid_in.origins[a] // f.denominator
+        if not np.array_equal(want, grid_out.origins[a]):  # pragma: no cover - guard
+            raise ValueError(f"scale {float(f)} on axis {a} does not map the patch grid")
+    return grid_in, grid_out, m
+
+
+def margin_source(img, grid_in: PatchGrid, margin, pad_mode, pad_value):
+    """The 4-D source of a call with a margin: the image padded by ``grid_in``'s
+    padding plus ``margin`` on each side (``pad_mode``), so input patch origins equal
+    ``grid_in.origins``."""
+    if not any(margin):
+        return _source4(img, grid_in, pad_mode, pad_value)
+    v = img if grid_in.channel_axis is None else np.moveaxis(img, grid_in.channel_axis, -1)
+    widths = [(b + m, a + m) for (b, a), m in zip(grid_in.pad_width, margin)]
+    widths += [(0, 0)] if grid_in.channel_axis is not None else []
+    kw = {"constant_values": pad_value} if pad_mode == "constant" else {}
+    v = np.ascontiguousarray(np.pad(v, widths, mode=pad_mode, **kw))
+    if grid_in.channel_axis is None:
+        v = v[..., None]
+    v = v.reshape((1,) * (3 - grid_in.ndim) + v.shape)
+    v.flags.writeable = False
+    return v

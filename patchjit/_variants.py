@@ -43,8 +43,8 @@ def twins(impl, name, **options):
 
 
 @njit(inline="always")
-def _call_pointer(cb, patch, o, vshape, nc, nco, args):
-    return cb(patch, o, vshape, nc, nco, args)
+def _call_pointer(cb, patch, o, vshape, ovshape, nc, nco, args):
+    return cb(patch, o, vshape, ovshape, nc, nco, args)
 
 
 @njit(inline="always")
@@ -62,8 +62,8 @@ def _inlined_name(inline) -> str:
 @functools.cache
 def _inlined_process_call(func, take, oview):
     @njit(inline="always")
-    def call(cb, patch, o, vshape, nc, nco, args):
-        func(take(patch, vshape, nc), oview(o, vshape, nco), *args)
+    def call(cb, patch, o, vshape, ovshape, nc, nco, args):
+        func(take(patch, vshape, nc), oview(o, ovshape, nco), *args)
         return 1
 
     return call

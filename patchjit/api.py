@@ -26,6 +26,8 @@ from ._plan import (
     _result_shape,
     _running,
     _source4,
+    margin_source,
+    model_frame,
 )
 from ._validate import as_image, resolve_threads
 
@@ -54,6 +56,8 @@ def process_image(
     out: np.ndarray | None = None,
     progress: bool = False,
     out_channels: int | None = None,
+    margin: Shape = 0,
+    scale: float | Sequence[float] = 1,
 ) -> np.ndarray:
     """Run ``func`` on every patch and merge the results by weighted overlap-add.
 
@@ -131,6 +135,14 @@ def process_image(
         has ``out_channels`` channels where the image has its channel axis, or as a new
         last axis when the image has none (also for ``out_channels=1``: giving it always
         yields a channel axis). Default: the image's channels, and the image's shape.
+    margin : int or tuple of int, default 0
+        ``out`` is the centre of the patch, ``margin`` pixels smaller on each side
+        (valid convolutions, "overlap-tile"); see :func:`process_batches`, which has
+        the same geometry. ``out`` then has shape ``(patch - 2 * margin) * scale``.
+    scale : number or tuple of numbers, default 1
+        Output pixels per input pixel (integers or 1/integers), as in
+        :func:`process_batches`; the result has the image's spatial shape times
+        ``scale``.
 
     Returns
     -------
@@ -166,27 +178,27 @@ def process_image(
     if is_dask(image):
         return on_dask("process_image", locals())
     img = as_image(image)
-    grid = PatchGrid(
-        img.shape, patch_shape, step, edge, overlap=overlap, channel_axis=channel_axis,
-        window=window, sigma=sigma,
+    grid_in, grid, margin = model_frame(
+        img.shape, patch_shape, step, edge, overlap, channel_axis, window, sigma, margin,
+        scale,
     )  # fmt: skip
     red = _check_merge_geometry(grid, reduce)
-    _check_pad(grid, img.dtype, pad_mode, pad_value)
+    _check_pad(grid, img.dtype, pad_mode, pad_value, padded=any(margin))
     threads = resolve_threads(threads)
     func = resolve(func)
     args = check_args(args)
     acc_dtype = E.accumulation_dtype(img.dtype)
     _check_window(grid, acc_dtype)
     out_dtype = _output_dtype(dtype, acc_dtype, out)
-    result_shape = _result_shape(img.shape, grid, out_channels)
+    result_shape = _result_shape(grid.image_shape, grid, out_channels)
     _check_out(out, result_shape, img, image)
-    src = _source4(img, grid, pad_mode, pad_value)
+    src = margin_source(img, grid_in, margin, pad_mode, pad_value)
     take, _ = K.VIEWS[(grid.ndim, grid.channel_axis is not None)]
     _, oview = K.VIEWS[(grid.ndim, grid.channel_axis is not None or out_channels is not None)]
     E.prepare_process_callback(func, take, oview, src, acc_dtype, args)
     with _running(threads, progress, grid.n_patches) as bar:
         result = _merge(src, take, oview, func, args, grid, acc_dtype, red, bar,
-                        nc_out=out_channels)  # fmt: skip
+                        nc_out=out_channels, grid_in=grid_in, margin=margin)  # fmt: skip
     return to_dtype(result, out_dtype, out)
 
 

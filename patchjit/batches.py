@@ -36,6 +36,8 @@ from ._plan import (
     _output_dtype,
     _running,
     _source4,
+    margin_source,
+    model_frame,
 )
 from ._validate import as_image, resolve_threads
 
@@ -62,6 +64,8 @@ def process_batches(
     pad_value: float = 0,
     out: np.ndarray | None = None,
     progress: bool = False,
+    margin: Shape = 0,
+    scale: float | Sequence[float] = 1,
 ) -> np.ndarray:
     """Run any Python function on batches of patches; merge by weighted overlap-add.
 
@@ -111,6 +115,25 @@ def process_batches(
         written only once every batch has been merged: if ``func`` raises (or Ctrl-C
         stops the run between batches), ``out`` is left untouched and the exception
         propagates.
+    margin : int or tuple of int, default 0
+        Valid convolutions (U-Net "overlap-tile"): ``func``'s output patch is the centre
+        of its input patch, ``margin`` pixels smaller on each side. The output tiles
+        (``patch - 2 * margin``) cover the image by the usual ``edge``/``step``/
+        ``overlap`` rules; each input patch is its tile grown by ``margin``, read from
+        the image extended by ``pad_mode``/``pad_value``, so the result has the image's
+        shape and every pixel is covered, borders included.
+    scale : number or tuple of numbers, default 1
+        The output patch is ``(patch - 2 * margin) * scale`` (super-resolution: 2, 4; a
+        head at half resolution: 0.5) and the result has the image's spatial shape times
+        ``scale``. Integers and 1/integers; patch origins must map to whole output
+        pixels, else a ValueError names the multiple that works.
+
+        ======================= ==========================================
+        input patch             ``patch_shape``
+        output tile (input px)  ``patch_shape - 2 * margin``, on the grid
+        output patch            ``(patch_shape - 2 * margin) * scale``
+        result                  ``image spatial shape * scale``
+        ======================= ==========================================
 
     Returns
     -------
@@ -166,31 +189,34 @@ def process_batches(
     if is_dask(image):
         return on_dask("process_batches", locals())
     img = as_image(image)
-    grid = PatchGrid(
-        img.shape, patch_shape, step, edge, overlap=overlap, channel_axis=channel_axis,
-        window=window, sigma=sigma,
+    grid_in, grid, margin = model_frame(
+        img.shape, patch_shape, step, edge, overlap, channel_axis, window, sigma, margin,
+        scale,
     )  # fmt: skip
     red = _check_merge_geometry(grid, reduce)
-    _check_pad(grid, img.dtype, pad_mode, pad_value)
+    _check_pad(grid, img.dtype, pad_mode, pad_value, padded=any(margin))
     _check_func(func)
     batch_size = _check_batch_size(batch_size)
     threads = resolve_threads(threads)
-    result_shape, nk, k_axis = _out_layout(img.shape, grid, out_channels)
+    result_shape, nk, k_axis = _out_layout(grid.image_shape, grid, out_channels)
     acc_dtype = E.accumulation_dtype(img.dtype)
     _check_window(grid, acc_dtype)
     out_dtype = _output_dtype(dtype, acc_dtype, out)
     _check_out(out, result_shape, img, image)
-    src = _source4(img, grid, pad_mode, pad_value)
+    src = margin_source(img, grid_in, margin, pad_mode, pad_value)
     sp = E.canonical3(grid.spatial_shape, 1)
     init = 0.0 if red in ("mean", "sum") else (-np.inf if red == "max" else np.inf)
     acc = np.full((sp[0], sp[1], sp[2] * nk), init, dtype=acc_dtype)
-    origins3 = E.canonical3(grid.origins, np.zeros(1, dtype=np.int64))
+    origins3 = E.canonical3(grid_in.origins, np.zeros(1, dtype=np.int64))
+    out_origins3 = E.canonical3(grid.origins, np.zeros(1, dtype=np.int64))
     region0 = tuple(int(b) for b, _ in E.canonical3(grid.pad_width, (0, 0)))
+    in_patch = tuple(t + 2 * m for t, m in zip(grid_in.patch_shape, margin))
     wts = batch_weights(grid, nk, acc_dtype)
     with _running(threads, progress, grid.n_patches) as bar:
         accumulate_batches(
-            src, func, grid, origins3, nk, k_axis, wts, red, acc, region0, batch_size, bar
-        )
+            src, func, grid, origins3, nk, k_axis, wts, red, acc, region0, batch_size, bar,
+            in_patch=in_patch, out_origins3=out_origins3,
+        )  # fmt: skip
         _normalise(acc, grid, nk, red, E.serial_wanted())
     result = acc.reshape((*grid.spatial_shape, nk))
     if not k_axis:
