@@ -29,7 +29,7 @@ def nearest2(p, out):
 
 
 def box3_batch(b):
-    n, h, w = b.shape
+    _, h, w = b.shape
     return sum(b[:, i : h - 2 + i, j : w - 2 + j] for i in range(3) for j in range(3)) / 9
 
 
@@ -76,7 +76,7 @@ def test_bad_scale_and_margin_name_the_fix():
         patchjit.process_batches(img, lambda b: b, 8, 3, scale=0.5)
     with pytest.raises(ValueError, match="margin below"):
         patchjit.process_batches(img, lambda b: b, 8, margin=4)
-    with pytest.raises(ValueError, match="scale 0.3"):
+    with pytest.raises(ValueError, match=r"scale 0\.3"):
         patchjit.process_batches(img, lambda b: b, 8, scale=0.3)
     with pytest.raises(ValueError, match="margin="):
         patchjit.process_batches(img, lambda b: b[:, 1:-1, 1:-1], 8)
