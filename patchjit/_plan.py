@@ -168,16 +168,22 @@ def _merge(src, take, oview, func, args, grid: PatchGrid, acc_dtype, red, progre
     return np.moveaxis(result, -1, grid.channel_axis)
 
 
-def _normalise(acc, grid: PatchGrid, nco: int, red: str, serial: bool) -> None:
+def _normalise(acc, grid: PatchGrid, nco: int, red: str, serial: bool, rows=None) -> None:
     """Divide ``acc`` (``(D, H, W * nco)``) by the coverage in place (``red="mean"``),
     and mark pixels no patch covers NaN; the coverage in closed form, never a
-    full-size map."""
+    full-size map. ``rows = (axis, start)``: ``acc`` holds only the rows from ``start``
+    on along canonical ``axis`` (a band of :func:`finalize` blocks)."""
+    axis, start = (0, 0) if rows is None else rows
     if grid.window_array is not None and grid.window_vectors is None:
         ind, vecs, pads = _window_profiles(grid)
+        pads = tuple(b + (start if a == axis else 0) for a, b in enumerate(pads))
         fin = K.finalize_window_serial if serial else K.finalize_window
         fin(acc, ind[0], ind[1], vecs, pads, nco, red == "mean")
     else:
         vecs = E.canonical3([grid.axis_coverage(a) for a in range(grid.ndim)], np.ones(1))
+        vecs = tuple(
+            v[start : start + acc.shape[a]] if a == axis else v for a, v in enumerate(vecs)
+        )
         fin = K.finalize_serial if serial else K.finalize
         fin(acc, *vecs, nco, red == "mean")
 

@@ -66,6 +66,7 @@ def process_batches(
     progress: bool = False,
     margin: Shape = 0,
     scale: float | Sequence[float] = 1,
+    finalize: Callable | None = None,
 ) -> np.ndarray:
     """Run any Python function on batches of patches; merge by weighted overlap-add.
 
@@ -127,6 +128,14 @@ def process_batches(
         head at half resolution: 0.5) and the result has the image's spatial shape times
         ``scale``. Integers and 1/integers; patch origins must map to whole output
         pixels, else a ValueError names the multiple that works.
+    finalize : callable, optional
+        ``finalize(block) -> array``, applied to each finished block of whole rows
+        along the first spatial axis of the merged, normalised result (in the output
+        dtype and the result's layout), in order; it returns an array with the same
+        length along that axis (e.g. ``lambda b: b.argmax(-1).astype(np.uint8)``).
+        The blocks are concatenated into the result, so a K-channel result is never
+        held whole: the accumulator is a band of rows a few patches high (1-D images
+        are finalized whole). ``out`` cannot be combined with it.
 
         ======================= ==========================================
         input patch             ``patch_shape``
@@ -203,27 +212,106 @@ def process_batches(
     _check_window(grid, acc_dtype)
     out_dtype = _output_dtype(dtype, acc_dtype, out)
     _check_out(out, result_shape, img, image)
+    if finalize is not None:
+        if not callable(finalize):
+            raise TypeError(f"finalize must be callable, got {type(finalize).__name__}")
+        if out is not None:
+            raise ValueError("out cannot be combined with finalize; drop out=")
     src = margin_source(img, grid_in, margin, pad_mode, pad_value)
     sp = E.canonical3(grid.spatial_shape, 1)
     init = 0.0 if red in ("mean", "sum") else (-np.inf if red == "max" else np.inf)
-    acc = np.full((sp[0], sp[1], sp[2] * nk), init, dtype=acc_dtype)
     origins3 = E.canonical3(grid_in.origins, np.zeros(1, dtype=np.int64))
     out_origins3 = E.canonical3(grid.origins, np.zeros(1, dtype=np.int64))
     region0 = tuple(int(b) for b, _ in E.canonical3(grid.pad_width, (0, 0)))
     in_patch = tuple(t + 2 * m for t, m in zip(grid_in.patch_shape, margin))
     wts = batch_weights(grid, nk, acc_dtype)
+
+    def layout(block):  # (..., nk) accumulator rows -> the result's layout
+        if not k_axis:
+            return block[..., 0]
+        if grid.channel_axis is not None:
+            return np.moveaxis(block, -1, grid.channel_axis)
+        return block
+
+    if finalize is not None and grid.ndim >= 2:
+        run = (src, func, grid, origins3, nk, k_axis, wts, red, batch_size, in_patch)
+        with _running(threads, progress, grid.n_patches) as bar:
+            return _finalized(run, out_origins3, region0, sp, init, acc_dtype, out_dtype,
+                              layout, finalize, bar)  # fmt: skip
+    acc = np.full((sp[0], sp[1], sp[2] * nk), init, dtype=acc_dtype)
     with _running(threads, progress, grid.n_patches) as bar:
         accumulate_batches(
             src, func, grid, origins3, nk, k_axis, wts, red, acc, region0, batch_size, bar,
             in_patch=in_patch, out_origins3=out_origins3,
         )  # fmt: skip
         _normalise(acc, grid, nk, red, E.serial_wanted())
-    result = acc.reshape((*grid.spatial_shape, nk))
-    if not k_axis:
-        result = result[..., 0]
-    elif grid.channel_axis is not None:
-        result = np.moveaxis(result, -1, grid.channel_axis)
-    return to_dtype(result, out_dtype, out)
+    result = to_dtype(layout(acc.reshape((*grid.spatial_shape, nk))), out_dtype, out)
+    return result if finalize is None else finalize(result)
+
+
+# The band of accumulator rows a finalize run holds: this fraction of the whole, at least
+# a few patches high.
+_BAND_FRACTION = 8
+
+
+def _finalized(run, out_origins3, region0, sp, init, acc_dtype, out_dtype, layout, finalize,
+               bar):  # fmt: skip
+    """:func:`process_batches` with ``finalize``: the patch rows along the first
+    spatial axis run in groups, each into a band of accumulator rows; rows no later
+    patch touches are normalised, converted, finalized and kept, the rest carried on."""
+    src, func, grid, origins3, nk, k_axis, wts, red, batch_size, in_patch = run
+    c = 3 - grid.ndim  # the first spatial axis, canonical
+    oi, oo = origins3[c], out_origins3[c]
+    q = E.canonical3(grid.patch_shape, 1)[c]
+    total = sp[c]
+    row_bytes = int(np.prod(sp)) // total * nk * acc_dtype.itemsize
+    budget = max(total // _BAND_FRACTION, 2 * q)
+    step = int(oo[1] - oo[0]) if len(oo) > 1 else q
+    per_group = max(1, (budget - q) // max(step, 1) + 1)
+    lead = 0 if grid.channel_axis != 0 or not k_axis else 1
+    blocks, carry, lo = [], None, 0
+    del row_bytes
+    for g0 in range(0, len(oi), per_group):
+        g1 = min(g0 + per_group, len(oi))
+        hi = min(int(oo[g1 - 1]) + q - region0[c], total)
+        hi = max(hi, lo if carry is None else lo + carry.shape[c])
+        shape = list(sp)
+        shape[c] = hi - lo
+        band = np.full((shape[0], shape[1], shape[2] * nk), init, dtype=acc_dtype)
+        if carry is not None:
+            idx = [slice(None)] * 3
+            idx[c] = slice(0, carry.shape[c])
+            band[tuple(idx)] = carry
+        sub_in = list(origins3)
+        sub_in[c] = oi[g0:g1]
+        sub_out = list(out_origins3)
+        sub_out[c] = oo[g0:g1]
+        r0 = list(region0)
+        r0[c] += lo
+        accumulate_batches(
+            src, func, grid, tuple(sub_in), nk, k_axis, wts, red, band, tuple(r0),
+            batch_size, bar, in_patch=in_patch, out_origins3=tuple(sub_out),
+        )  # fmt: skip
+        done = total if g1 == len(oi) else min(max(int(oo[g1]) - region0[c], lo), hi)
+        idx = [slice(None)] * 3
+        idx[c] = slice(0, done - lo)
+        finished = np.ascontiguousarray(band[tuple(idx)])
+        idx[c] = slice(done - lo, hi - lo)
+        carry = band[tuple(idx)].copy()
+        if done > lo:
+            _normalise(finished, grid, nk, red, E.serial_wanted(), rows=(c, lo))
+            spatial = list(grid.spatial_shape)
+            spatial[0] = done - lo
+            block = finalize(to_dtype(layout(finished.reshape((*spatial, nk))), out_dtype))
+            block = np.asarray(block)
+            if block.ndim <= lead or block.shape[lead] != done - lo:
+                raise ValueError(
+                    f"finalize returned shape {block.shape} for a block of {done - lo} rows; "
+                    f"it must keep the block's length along axis {lead}"
+                )
+            blocks.append(block)
+        lo = done
+    return np.concatenate(blocks, axis=lead)
 
 
 def map_batches(

@@ -80,3 +80,48 @@ def test_bad_scale_and_margin_name_the_fix():
         patchjit.process_batches(img, lambda b: b, 8, scale=0.3)
     with pytest.raises(ValueError, match="margin="):
         patchjit.process_batches(img, lambda b: b[:, 1:-1, 1:-1], 8)
+
+
+def _scores(k):
+    def f(b):  # content-dependent K-class scores, (n, h, w, k)
+        m = b.mean(axis=tuple(range(1, b.ndim)), keepdims=True)
+        return np.stack([np.sin(b * (j + 1)) + j * m for j in range(k)], -1)
+
+    return f
+
+
+@pytest.mark.parametrize(
+    "shape, patch", [((90, 70), (16, 16)), ((21, 30, 26), (6, 8, 8)), ((64,), (8,))]
+)
+@pytest.mark.parametrize("window", [None, "hann", "array"])
+def test_finalize_equals_applying_it_to_the_full_result(shape, patch, window):
+    rng = np.random.default_rng(4)
+    img = rng.random(shape).astype(np.float32)
+    if window == "array":
+        window = rng.random(patch) + 0.5  # not separable
+    kw = dict(out_channels=5, window=window, batch_size=7)
+    full = patchjit.process_batches(img, _scores(5), patch, 3, **kw)
+    labels = patchjit.process_batches(
+        img, _scores(5), patch, 3, finalize=lambda b: b.argmax(-1).astype(np.uint8), **kw
+    )
+    assert labels.dtype == np.uint8
+    np.testing.assert_array_equal(labels, full.argmax(-1))
+    same = patchjit.process_batches(img, _scores(5), patch, 3, finalize=lambda b: b, **kw)
+    np.testing.assert_array_equal(same, full)
+
+
+def test_finalize_with_margin_and_scale():
+    img = np.random.default_rng(5).random((50, 44)).astype(np.float32)
+    full = patchjit.process_batches(img, box3_batch, 10, 4, margin=1)
+    got = patchjit.process_batches(img, box3_batch, 10, 4, margin=1, finalize=lambda b: b * 2)
+    np.testing.assert_array_equal(got, full * 2)
+
+
+def test_finalize_errors():
+    img = np.zeros((40, 40), np.float32)
+    with pytest.raises(ValueError, match="length along axis 0"):
+        patchjit.process_batches(img, lambda b: b, 8, finalize=lambda b: b[:1])
+    with pytest.raises(ValueError, match="out cannot be combined"):
+        patchjit.process_batches(img, lambda b: b, 8, finalize=lambda b: b, out=np.empty_like(img))
+    with pytest.raises(TypeError, match="finalize must be callable"):
+        patchjit.process_batches(img, lambda b: b, 8, finalize=3)
