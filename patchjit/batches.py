@@ -251,7 +251,7 @@ def process_batches(
 
 # The band of accumulator rows a finalize run holds: this fraction of the whole, at least
 # a few patches high.
-_BAND_FRACTION = 8
+_BAND_FRACTION = 32
 
 
 def _finalized(run, out_origins3, region0, sp, init, acc_dtype, out_dtype, layout, finalize,
@@ -264,13 +264,11 @@ def _finalized(run, out_origins3, region0, sp, init, acc_dtype, out_dtype, layou
     oi, oo = origins3[c], out_origins3[c]
     q = E.canonical3(grid.patch_shape, 1)[c]
     total = sp[c]
-    row_bytes = int(np.prod(sp)) // total * nk * acc_dtype.itemsize
     budget = max(total // _BAND_FRACTION, 2 * q)
     step = int(oo[1] - oo[0]) if len(oo) > 1 else q
     per_group = max(1, (budget - q) // max(step, 1) + 1)
     lead = 0 if grid.channel_axis != 0 or not k_axis else 1
     blocks, carry, lo = [], None, 0
-    del row_bytes
     for g0 in range(0, len(oi), per_group):
         g1 = min(g0 + per_group, len(oi))
         hi = min(int(oo[g1 - 1]) + q - region0[c], total)

@@ -125,3 +125,12 @@ def test_finalize_errors():
         patchjit.process_batches(img, lambda b: b, 8, finalize=lambda b: b, out=np.empty_like(img))
     with pytest.raises(TypeError, match="finalize must be callable"):
         patchjit.process_batches(img, lambda b: b, 8, finalize=3)
+
+
+def test_dask_refuses_what_it_does_not_take_yet():
+    da = pytest.importorskip("dask.array")
+    img = da.zeros((40, 40), chunks=20)
+    for kw in ({"margin": 1}, {"scale": 2}, {"finalize": lambda b: b}):
+        with pytest.raises(NotImplementedError, match="not supported on dask arrays yet"):
+            patchjit.process_batches(img, lambda b: b, 8, **kw)
+    assert patchjit.process_batches(img, lambda b: b, 8, margin=0, scale=1).shape == (40, 40)
