@@ -527,9 +527,8 @@ def sliding_window_inference(
             merged.append(full)
         else:
             merged.append(_merge_zoomed(img, win, tile, c_axis, window, common))
-    return _finish(
-        merged, stacked, zoomed, channels, pads, spatial, roi, keys, multi, device, dtype
-    )
+    layout = (stacked, zoomed, channels, pads, spatial, roi)
+    return _finish(merged, layout, keys, multi, device, dtype)
 
 
 def _merge_zoomed(img, win, tile, c_axis, window, common):
