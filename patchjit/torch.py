@@ -29,7 +29,7 @@ import torch
 from ._grid import PatchGrid
 from .batches import process_batches
 
-__all__ = ["SlidingWindowInferer", "sliding_window_inference"]
+__all__ = ["SlidingWindowInferer", "importance_map", "sliding_window_inference"]
 
 # MONAI's (torch.nn.functional.pad's) names -> numpy.pad's
 _PAD_MODES = {"constant": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
@@ -114,7 +114,7 @@ def importance_map(roi_size, mode="constant", sigma_scale=0.125) -> torch.Tensor
     Examples
     --------
     >>> from patchjit.torch import importance_map
-    >>> importance_map((5,), "gaussian", 0.25)
+    >>> importance_map((5,), "gaussian", 0.2)
     tensor([0.1353, 0.6065, 1.0000, 0.6065, 0.1353])
     """
     mode = _name(mode, "mode", _MODES)

@@ -361,3 +361,13 @@ def test_import_patchjit_does_not_import_torch():
     code = "import sys, patchjit; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("roi", [(1,), (8,), (7, 10), (6, 5, 9), (96,)])
+@pytest.mark.parametrize("sigma_scale", [0.125, 0.5, 0.01])
+def test_importance_map_is_monais_bitwise(roi, sigma_scale):
+    from monai.data.utils import compute_importance_map
+
+    theirs = compute_importance_map(roi, "gaussian", sigma_scale, dtype=torch.float32)
+    assert torch.equal(pjt.importance_map(roi, "gaussian", sigma_scale), theirs)
+    assert torch.equal(pjt.importance_map(roi), torch.ones(roi))
