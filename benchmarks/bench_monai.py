@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_batches import _peak_rss, _reset_peak_rss, _rss  # noqa: E402
+from bench_batches import _peak_rss, _reset_peak_rss, _rss
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import batches as _batches_module
 from ._grid import PatchGrid
 from .batches import process_batches
 
@@ -277,8 +278,11 @@ class _Windows:
 
 
 def _multi_output_supported() -> bool:
-    """process_batches merges tuples of outputs at their own scale (issue 19's ``scale=``)."""
-    return "scale" in inspect.signature(process_batches).parameters
+    """process_batches merges tuples of outputs at their own scale (issue 19's
+    several outputs; ``scale=`` alone is not enough)."""
+    return "scale" in inspect.signature(process_batches).parameters and getattr(
+        _batches_module, "MULTI_OUTPUT", False
+    )
 
 
 def sliding_window_inference(
