@@ -61,17 +61,19 @@ def _check_out(out, shape, *inputs):
             raise ValueError("out shares memory with the input; pass a separate array")
 
 
-def _source4(img: np.ndarray, grid: PatchGrid, pad_mode, pad_value) -> np.ndarray:
+def _source4(img: np.ndarray, grid: PatchGrid, pad_mode, pad_value, margin=None) -> np.ndarray:
     """Read-only, C-contiguous 4-D ``(D, H, W, C)`` view of the image.
 
     A padded copy for edge='pad'. Any other layout (F-ordered, strided, channels not
     last) is copied once into C order: patch rows are then contiguous in memory (an
     F-ordered image otherwise runs about 5x slower) and the kernels compile for one
-    layout only.
+    layout only. ``margin`` (per spatial axis) pads that much more on each side, for
+    any edge (see :func:`model_frame`).
     """
     v = img if grid.channel_axis is None else np.moveaxis(img, grid.channel_axis, -1)
-    if grid.edge == "pad" and any(b or a for b, a in grid.pad_width):
-        widths = list(grid.pad_width) + ([(0, 0)] if grid.channel_axis is not None else [])
+    widths = [(b + m, a + m) for (b, a), m in zip(grid.pad_width, margin or [0] * grid.ndim)]
+    if any(b or a for b, a in widths):
+        widths += [(0, 0)] if grid.channel_axis is not None else []
         kw = {"constant_values": pad_value} if pad_mode == "constant" else {}
         v = np.pad(v, widths, mode=pad_mode, **kw)
     v = np.ascontiguousarray(v)
@@ -428,15 +430,4 @@ def margin_source(img, grid_in: PatchGrid, margin, pad_mode, pad_value):
     """The 4-D source of a call with a margin: the image padded by ``grid_in``'s
     padding plus ``margin`` on each side (``pad_mode``), so input patch origins equal
     ``grid_in.origins``."""
-    if not any(margin):
-        return _source4(img, grid_in, pad_mode, pad_value)
-    v = img if grid_in.channel_axis is None else np.moveaxis(img, grid_in.channel_axis, -1)
-    widths = [(b + m, a + m) for (b, a), m in zip(grid_in.pad_width, margin)]
-    widths += [(0, 0)] if grid_in.channel_axis is not None else []
-    kw = {"constant_values": pad_value} if pad_mode == "constant" else {}
-    v = np.ascontiguousarray(np.pad(v, widths, mode=pad_mode, **kw))
-    if grid_in.channel_axis is None:
-        v = v[..., None]
-    v = v.reshape((1,) * (3 - grid_in.ndim) + v.shape)
-    v.flags.writeable = False
-    return v
+    return _source4(img, grid_in, pad_mode, pad_value, margin)
