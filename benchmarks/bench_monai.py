@@ -8,7 +8,9 @@ call, which includes patchjit's compilation or cache load). Time: the median of
 one thread), the same input and the same arguments; the parent checks that the two
 results agree.
 
-Run: python benchmarks/bench_monai.py [--repeat 3] [--json out.json]
+Run: OMP_WAIT_POLICY=passive python benchmarks/bench_monai.py [--repeat 3] [--json out.json]
+(without OMP_WAIT_POLICY=passive, spinning OpenMP worker threads made the model run
+up to 17x slower inside patchjit runs on the 2-core VM; MONAI runs are unaffected)
 Needs the torch extra (torch, monai).
 """
 
@@ -62,7 +64,15 @@ def worker(tool, case, mode, bs, repeat, out_path):
     else:
         from patchjit.torch import sliding_window_inference
     shape, roi, overlap = CASES[case]
-    model = _model(torch, len(shape) - 2)
+    net = _model(torch, len(shape) - 2)
+    in_model = [0.0]
+
+    def model(w):
+        t0 = time.perf_counter()
+        y = net(w)
+        in_model[0] += time.perf_counter() - t0
+        return y
+
     x = torch.from_numpy(np.random.default_rng(0).random(shape, dtype=np.float32))
 
     def run():
@@ -70,6 +80,7 @@ def worker(tool, case, mode, bs, repeat, out_path):
             return sliding_window_inference(x, roi, bs, model, overlap, mode)
 
     run()  # warm-up: compilation / cache load, torch's first-call set-up
+    in_model[0] = 0.0
     rss0 = _rss()
     _reset_peak_rss()
     times = []
@@ -79,14 +90,23 @@ def worker(tool, case, mode, bs, repeat, out_path):
         times.append(time.perf_counter() - t0)
         del y  # so each call's peak starts from the same baseline
     peak = _peak_rss() - rss0
+    model_s = in_model[0] / repeat
     np.save(out_path, run().numpy())
-    return {"time_s": statistics.median(times), "times": times, "peak_extra_mib": peak / 2**20}
+    return {
+        "time_s": statistics.median(times),
+        "times": times,
+        "peak_extra_mib": peak / 2**20,
+        "in_model_s": model_s,
+    }
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--json", type=Path)
+    p.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
+    p.add_argument("--modes", nargs="*", default=list(MODES), choices=list(MODES))
+    p.add_argument("--tools", nargs=2, default=["monai", "patchjit"], help="run order")
     p.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     o = p.parse_args(argv)
     if o.worker:
@@ -95,11 +115,11 @@ def main(argv=None) -> int:
         return 0
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for case in CASES:
-            for mode in MODES:
+        for case in o.cases:
+            for mode in o.modes:
                 for bs in BATCHES:
                     row = {"case": case, "mode": mode, "sw_batch_size": bs}
-                    for tool in ("monai", "patchjit"):
+                    for tool in o.tools:
                         out = Path(tmp) / f"{tool}.npy"
                         cmd = [sys.executable, __file__, "--repeat", str(o.repeat), "--worker",
                                tool, case, mode, str(bs), str(out)]  # fmt: skip
@@ -115,7 +135,8 @@ def main(argv=None) -> int:
                     print(
                         f"| {case} | {mode} | {bs} | {m['time_s']:.2f} | {q['time_s']:.2f} | "
                         f"{m['time_s'] / q['time_s']:.2f} | {m['peak_extra_mib']:.0f} | "
-                        f"{q['peak_extra_mib']:.0f} | {row['max_abs_diff']:.1e} |",
+                        f"{q['peak_extra_mib']:.0f} | {row['max_abs_diff']:.1e} | "
+                        f"{m['in_model_s']:.2f} | {q['in_model_s']:.2f} |",
                         flush=True,
                     )
     if o.json:
