@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from numba import njit, prange
 
-from ._kernels import MAX, SUM, _nanmax, _nanmin
+from ._kernels import SUM, combine_run, combine_run_weighted, n_owned_rows, owned_row
 from ._variants import twins
 
 # --- batches (process_batches, map_batches) -----------------------------------------
@@ -63,13 +63,9 @@ def _scatter_batch(outs, wts, weighted, red, od, oh, ow, g0, pw, nk, region0, ro
     """
     n, pd, ph = outs.shape[0], outs.shape[1], outs.shape[2]
     W = acc.shape[2] // nk
-    d0, h0, x0 = region0
-    d_lo, d_hi, h_lo, h_hi = rows
-    nh = h_hi - h_lo
-    for r in prange((d_hi - d_lo) * nh):
-        d = d_lo + r // nh
-        h = h_lo + r % nh
-        gd, gh = d + d0, h + h0
+    x0 = region0[2]
+    for r in prange(n_owned_rows(rows)):
+        d, h, gd, gh = owned_row(r, rows, region0)
         row = acc[d, h]
         for p in range(n):
             yd, yh, x = _patch_origin(g0 + p, od, oh, ow)
@@ -81,24 +77,13 @@ def _scatter_batch(outs, wts, weighted, red, od, oh, ow, g0, pw, nk, region0, ro
             hi = min(x + pw, x0 + W)
             if hi <= lo:
                 continue
-            orow = outs[p, a, b]
-            wrow = wts[a, b]
             s = (lo - x) * nk
             t = (lo - x0) * nk
             m = (hi - lo) * nk
-            if red == SUM:
-                if weighted:
-                    for q in range(m):
-                        row[t + q] += wrow[s + q] * orow[s + q]
-                else:
-                    for q in range(m):
-                        row[t + q] += orow[s + q]
-            elif red == MAX:
-                for q in range(m):
-                    row[t + q] = _nanmax(row[t + q], orow[s + q])
+            if weighted and red == SUM:
+                combine_run_weighted(row, t, outs[p, a, b], wts[a, b], s, m)
             else:
-                for q in range(m):
-                    row[t + q] = _nanmin(row[t + q], orow[s + q])
+                combine_run(row, t, outs[p, a, b], s, m, red)
 
 
 # nogil: the serial variants run beside the user's function, which needs the GIL to

@@ -429,6 +429,49 @@ def accumulate_kernel(source: str, kind: int, parallel: bool, inline=None):
     return variant(_accumulate_impl, name, {**bound, "_RUN_BLOCK": block}, parallel=parallel)
 
 
+@njit(inline="always")
+def n_owned_rows(rows):
+    """How many output rows ``rows = (d_lo, d_hi, h_lo, h_hi)`` holds: the ``prange``
+    length of a merge in which each iteration owns one row."""
+    d_lo, d_hi, h_lo, h_hi = rows
+    return (d_hi - d_lo) * (h_hi - h_lo)
+
+
+@njit(inline="always")
+def owned_row(r, rows, region0):
+    """The row ``(d, h)`` of the output region that iteration ``r`` owns, and ``(gd, gh)``,
+    the same row in the padded frame (``region0``: the region's first pixel there)."""
+    d_lo, _, h_lo, h_hi = rows
+    nh = h_hi - h_lo
+    d = d_lo + r // nh
+    h = h_lo + r % nh
+    return d, h, d + region0[0], h + region0[1]
+
+
+@njit(inline="always")
+def combine_run(row, t, src, s, n, red):
+    """Merge ``src[s : s + n]`` into ``row[t : t + n]`` with the reduction ``red``: ``SUM``
+    adds, ``MAX``/``MIN`` keep the larger/smaller value (NaN wins). The merge tail of
+    :func:`fold_blocks` and :func:`patchjit._batch_kernels.scatter_batch`."""
+    if red == SUM:
+        for q in range(n):
+            row[t + q] += src[s + q]
+    elif red == MAX:
+        for q in range(n):
+            row[t + q] = _nanmax(row[t + q], src[s + q])
+    else:
+        for q in range(n):
+            row[t + q] = _nanmin(row[t + q], src[s + q])
+
+
+@njit(inline="always")
+def combine_run_weighted(row, t, src, w, s, n):
+    """``row[t : t + n] += w[s : s + n] * src[s : s + n]``: :func:`combine_run`'s ``SUM``
+    with window weights."""
+    for q in range(n):
+        row[t + q] += w[s + q] * src[s + q]
+
+
 def fold_blocks_impl(blocks, bufs, acc, nc, red, region0, rows):
     """Fold block buffers into ``acc`` in ascending block order, one row per iteration.
 
@@ -439,13 +482,9 @@ def fold_blocks_impl(blocks, bufs, acc, nc, red, region0, rows):
     """
     nb = blocks.shape[0]
     W = acc.shape[2] // nc
-    d0, h0, xr = region0
-    d_lo, d_hi, h_lo, h_hi = rows
-    nh = h_hi - h_lo
-    for r in prange((d_hi - d_lo) * nh):
-        d = d_lo + r // nh
-        h = h_lo + r % nh
-        gd, gh = d + d0, h + h0
+    xr = region0[2]
+    for r in prange(n_owned_rows(rows)):
+        d, h, gd, gh = owned_row(r, rows, region0)
         row = acc[d, h]
         for b in range(nb):
             blk = blocks[b]
@@ -457,41 +496,36 @@ def fold_blocks_impl(blocks, bufs, acc, nc, red, region0, rows):
             hi = min(blk[B_X0] + blk[B_FW], xr + W)
             if hi <= lo:
                 continue
-            brow = bufs[b, ld, lh]
             s = (lo - blk[B_X0]) * nc
             t = (lo - xr) * nc
-            n = (hi - lo) * nc
-            if red == SUM:
-                for q in range(n):
-                    row[t + q] += brow[s + q]
-            elif red == MAX:
-                for q in range(n):
-                    row[t + q] = _nanmax(row[t + q], brow[s + q])
-            else:
-                for q in range(n):
-                    row[t + q] = _nanmin(row[t + q], brow[s + q])
+            combine_run(row, t, bufs[b, ld, lh], s, (hi - lo) * nc, red)
 
 
 fold_blocks, fold_blocks_serial = twins(fold_blocks_impl, "fold_blocks")
+
+
+@njit(inline="always")
+def normalise_row(row, cov, scale, nc, divide):
+    """Normalise one output row (``W`` pixels of ``nc`` values) in place by the coverage
+    ``scale * cov[x]``: NaN where it is 0, else divided by it when ``divide`` (mean).
+    The per-row tail of :func:`finalize` and :func:`finalize_window`."""
+    for x in range(row.shape[0] // nc):
+        c = scale * cov[x]
+        for q in range(x * nc, x * nc + nc):
+            if c == 0:
+                row[q] = np.nan
+            elif divide:
+                row[q] = row[q] / c
 
 
 def finalize_impl(acc, cd, ch, cw, nc, divide):
     """Normalise ``acc`` in place: divide by the separable coverage ``cd[d] * ch[h] *
     cw[x]`` (mean) and mark uncovered pixels NaN."""
     D, H = acc.shape[0], acc.shape[1]
-    W = acc.shape[2] // nc
     for r in prange(D * H):
         d = r // H
         h = r - d * H
-        cdh = cd[d] * ch[h]
-        row = acc[d, h]
-        for x in range(W):
-            c = cdh * cw[x]
-            for q in range(x * nc, x * nc + nc):
-                if c == 0:
-                    row[q] = np.nan
-                elif divide:
-                    row[q] = row[q] / c
+        normalise_row(acc[d, h], cw, cd[d] * ch[h], nc, divide)
 
 
 finalize, finalize_serial = twins(finalize_impl, "finalize")
@@ -525,14 +559,7 @@ def finalize_window_impl(acc, ind_d, ind_h, vecs, pads, nc, divide):
                 v = vecs[a, b]
                 for x in range(W):
                     cov[x] += v[bw + x]
-        row = acc[d, h]
-        for x in range(W):
-            c = cov[x]
-            for q in range(x * nc, x * nc + nc):
-                if c == 0:
-                    row[q] = np.nan
-                elif divide:
-                    row[q] = row[q] / c
+        normalise_row(acc[d, h], cov, 1.0, nc, divide)
 
 
 finalize_window, finalize_window_serial = twins(finalize_window_impl, "finalize_window")

@@ -232,3 +232,75 @@ def test_out_sharing_a_converted_input_is_refused(dtype):
         patchjit.process_image(img, ops.identity, 3, out=img, dtype=img.dtype)
     with pytest.raises(ValueError, match="shares memory with the input"):
         patchjit.process_batches(img, lambda b: b, 3, out=img, dtype=img.dtype)
+
+
+# --------------------------------------------------------------------------
+# reduce, window, pad_mode and channel_axis
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("reduce", ["median", "avg"])
+def test_unknown_reduce(reduce):
+    for call in (
+        lambda: patchjit.process_image(IMG, identity, 3, reduce=reduce),
+        lambda: patchjit.unpatchify(np.zeros((8, 10, 3, 3)), IMG.shape, 1, reduce=reduce),
+    ):
+        with pytest.raises(ValueError, match=f"(?s)(?=.*{reduce})(?=.*mean)(?=.*max)"):
+            call()
+
+
+@pytest.mark.parametrize("window", ["blackman", "hanning"])
+def test_unknown_window(window):
+    for call in (
+        lambda: patchjit.process_image(IMG, identity, 3, window=window),
+        lambda: patchjit.unpatchify(np.zeros((8, 10, 3, 3)), IMG.shape, 1, window=window),
+        lambda: patchjit.PatchGrid(IMG.shape, 3, 1, window=window),
+    ):
+        with pytest.raises(ValueError, match=f"(?s)(?=.*{window})(?=.*hann)(?=.*gaussian)"):
+            call()
+
+
+@pytest.mark.parametrize("mode", ["mirror", "nearest", "zeros"])
+def test_unknown_pad_mode(mode):
+    for call in (
+        lambda: patchjit.process_image(IMG, identity, 3, edge="pad", pad_mode=mode),
+        lambda: patchjit.map_patches(IMG, patch_mean, 3, edge="pad", pad_mode=mode),
+    ):
+        with pytest.raises(ValueError, match=f"(?s)(?=.*{mode})(?=.*reflect)(?=.*constant)"):
+            call()
+
+
+def test_unpatchify_rejects_pad():
+    # only process_image and map_patches pad the image; unpatchify has no image
+    with pytest.raises(ValueError, match="pad"):
+        patchjit.unpatchify(np.zeros((4, 4, 3, 3)), (10, 10), 3, edge="pad")
+
+
+def test_window_array_wrong_shape():
+    with pytest.raises(ValueError, match=r"window"):
+        patchjit.process_image(IMG, identity, (3, 4), window=np.ones((4, 3)))
+    with pytest.raises(ValueError, match=r"window"):
+        patchjit.process_image(IMG, identity, (3, 4), window=np.ones(12))
+
+
+def test_window_array_not_positive():
+    w = np.ones((3, 3))
+    w[1, 1] = -1.0
+    with pytest.raises(ValueError, match=r"window"):
+        patchjit.process_image(IMG, identity, 3, window=w)
+
+
+@pytest.mark.parametrize("reduce", ["max", "min"])
+def test_max_min_reject_window(reduce):
+    with pytest.raises(ValueError, match=r"(?s)(?=.*window)(?=.*" + reduce + ")"):
+        patchjit.process_image(IMG, identity, 3, reduce=reduce, window="hann")
+    with pytest.raises(ValueError, match=r"(?s)(?=.*window)(?=.*" + reduce + ")"):
+        patchjit.unpatchify(np.zeros((8, 10, 3, 3)), IMG.shape, 1, reduce=reduce, window="hann")
+
+
+def test_channel_axis_out_of_range():
+    img = np.zeros((4, 5, 3))
+    with pytest.raises(ValueError, match=r"channel_axis|3"):
+        patchjit.process_image(img, identity, 2, channel_axis=3)
+    with pytest.raises(ValueError, match=r"channel_axis|-4"):
+        patchjit.patchify(img, 2, channel_axis=-4)

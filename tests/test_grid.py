@@ -1,10 +1,12 @@
-"""PatchGrid geometry against the reference (issue 2: cover/valid, 2-D)."""
+"""PatchGrid geometry against the reference: origins, pad widths and coverage weights."""
 
 import numpy as np
 import pytest
 import reference as ref
-from callbacks import patch_mean
+from callbacks import const_one, patch_mean
+from checks import WINDOW_CASES, sigma_for
 from hypothesis import given
+from hypothesis import strategies as st
 from strategies import geometry_nd
 
 import patchjit
@@ -76,3 +78,68 @@ def test_grid_agrees_with_functions(edge, rng):
             assert res[i, j] == pytest.approx(img[y : y + 5, x : x + 4].mean(), rel=1e-12)
     if edge == "valid":
         assert patchjit.patchify(img, (5, 4), (3, 3)).shape[:2] == g.grid_shape
+
+
+# --------------------------------------------------------------------------
+# edge="pad", centered, windows, channels, volumes and signals
+# --------------------------------------------------------------------------
+
+
+def _assert_grid(got, exp):
+    assert got.grid_shape == exp.grid_shape
+    assert got.n_patches == exp.n_patches
+    for a, b in zip(got.origins, exp.origins):
+        np.testing.assert_array_equal(np.asarray(a), b)
+    assert tuple(tuple(int(v) for v in pw) for pw in got.pad_width) == exp.pad_width
+    cov = got.coverage()
+    np.testing.assert_allclose(cov, exp.coverage(), rtol=1e-12)
+
+
+@given(g=geometry_nd(ndim=2, edges=("cover", "valid", "pad"), max_size=30), centered=st.booleans())
+def test_grid_pad_random_geometry(g, centered):
+    if centered and g["edge"] != "pad":
+        centered = False
+    got = patchjit.PatchGrid(g["shape"], g["patch"], g["step"], g["edge"], centered=centered)
+    exp = ref.PatchGrid(g["shape"], g["patch"], g["step"], g["edge"], centered=centered)
+    _assert_grid(got, exp)
+
+
+def test_grid_pad_hand_computed():
+    g = patchjit.PatchGrid((1, 6), (1, 3), (1, 2), "pad")
+    assert g.pad_width == ((0, 0), (1, 2))
+    assert np.asarray(g.origins[1]).tolist() == [0, 2, 4, 6]
+    np.testing.assert_array_equal(g.coverage(), [[1, 2, 1, 2, 1, 2]])
+    g = patchjit.PatchGrid((5, 6), (3, 4), 1, "pad", centered=True)
+    assert g.pad_width == ((1, 1), (2, 1))
+    assert g.grid_shape == (5, 6)
+
+
+@pytest.mark.parametrize("window", WINDOW_CASES)
+def test_grid_window_coverage(window, rng):
+    got = patchjit.PatchGrid((15, 17), (5, 6), (2, 3), window=window, sigma=sigma_for(window, 1.5))
+    exp = ref.PatchGrid((15, 17), (5, 6), (2, 3), window=window, sigma=sigma_for(window, 1.5))
+    _assert_grid(got, exp)
+    # coverage == process_image(ones, reduce="sum") with the same window
+    img = rng.random((15, 17))
+    summed = patchjit.process_image(
+        img, const_one, (5, 6), (2, 3), window=window, sigma=sigma_for(window, 1.5), reduce="sum"
+    )
+    np.testing.assert_allclose(summed, got.coverage(), rtol=1e-12)
+
+
+def test_grid_array_window_and_channels():
+    w = np.arange(1.0, 13.0).reshape(3, 4)
+    got = patchjit.PatchGrid((3, 10, 9), (3, 4), (1, 2), channel_axis=0, window=w)
+    exp = ref.PatchGrid((3, 10, 9), (3, 4), (1, 2), channel_axis=0, window=w)
+    _assert_grid(got, exp)
+    assert got.coverage().shape == (10, 9)
+    got = patchjit.PatchGrid((10, 9, 3), (3, 4), (1, 2))
+    assert got.coverage().shape == (10, 9)
+
+
+def test_grid_volume_and_signal():
+    _assert_grid(
+        patchjit.PatchGrid((7, 8, 9), (2, 3, 4), (1, 2, 3), "pad"),
+        ref.PatchGrid((7, 8, 9), (2, 3, 4), (1, 2, 3), "pad"),
+    )
+    _assert_grid(patchjit.PatchGrid((40,), 7, 3, "cover"), ref.PatchGrid((40,), 7, 3, "cover"))

@@ -177,11 +177,8 @@ def _generic_gray(patch, out, thr):
 
 
 @njit(inline="always")
-def _generic_color(patch, out, thr):
-    n, m, _ = patch.shape
-    small = n <= _STACK_SIDE and m <= _STACK_SIDE
-    q = _PLANES3() if small else np.empty((3, n, m))
-    r = _PLANES3() if small else np.empty((3, n, m))
+def _decorrelate(patch, q, n, m):
+    """``q[:, i, j] = COLOR_MATRIX @ patch[i, j, :]`` over an ``n x m`` RGB patch."""
     cm = COLOR_MATRIX
     for i in range(n):
         for j in range(m):
@@ -190,14 +187,30 @@ def _generic_color(patch, out, thr):
             x2 = np.float64(patch[i, j, 2])
             for c in range(3):
                 q[c, i, j] = cm[c, 0] * x0 + cm[c, 1] * x1 + cm[c, 2] * x2
-    for c in range(3):
-        _generic_plane(q[c], r[c], thr, n, m)
+
+
+@njit(inline="always")
+def _recorrelate(r, out, n, m):
+    """``out[i, j, :] = COLOR_MATRIX.T @ r[:, i, j]``: the inverse of :func:`_decorrelate`."""
+    cm = COLOR_MATRIX
     for i in range(n):
         for j in range(m):
             for c in range(3):
                 out[i, j, c] = (
                     cm[0, c] * r[0, i, j] + cm[1, c] * r[1, i, j] + (cm[2, c] * r[2, i, j])
                 )
+
+
+@njit(inline="always")
+def _generic_color(patch, out, thr):
+    n, m, _ = patch.shape
+    small = n <= _STACK_SIDE and m <= _STACK_SIDE
+    q = _PLANES3() if small else np.empty((3, n, m))
+    r = _PLANES3() if small else np.empty((3, n, m))
+    _decorrelate(patch, q, n, m)
+    for c in range(3):
+        _generic_plane(q[c], r[c], thr, n, m)
+    _recorrelate(r, out, n, m)
 
 
 _GRAY8 = make_gray_kernel(dct_matrix(8))
@@ -208,28 +221,16 @@ def _fast_color(n: int, gray):
     """RGB kernel for ``n x n`` patches: decorrelate into stack planes, ``gray`` each."""
     size = 3 * n * n
     shape = (3, n, n)
-    cm = COLOR_MATRIX
 
     @njit
     def color(patch, out, thr):
         # planes in the working precision (out's dtype), contiguous: vector stores
         q = carray(stack_pointer(size, out), shape)
         r = carray(stack_pointer(size, out), shape)
-        for i in range(n):
-            for j in range(n):
-                x0 = np.float64(patch[i, j, 0])
-                x1 = np.float64(patch[i, j, 1])
-                x2 = np.float64(patch[i, j, 2])
-                for c in range(3):
-                    q[c, i, j] = cm[c, 0] * x0 + cm[c, 1] * x1 + cm[c, 2] * x2
+        _decorrelate(patch, q, n, n)
         for c in range(3):
             gray(q[c], r[c], thr)
-        for i in range(n):
-            for j in range(n):
-                for c in range(3):
-                    out[i, j, c] = (
-                        cm[0, c] * r[0, i, j] + cm[1, c] * r[1, i, j] + (cm[2, c] * r[2, i, j])
-                    )
+        _recorrelate(r, out, n, n)
 
     return color
 
