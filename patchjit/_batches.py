@@ -31,9 +31,9 @@ import numpy as np
 from . import _batch_kernels as BK
 from . import _engine as E
 from ._grid import PatchGrid
-from ._plan import _RED_CODES
+from ._plan import Plan
 
-__all__ = ["DEFAULT_BATCH_SIZE", "accumulate_batches", "batch_weights", "map_values"]
+__all__ = ["DEFAULT_BATCH_SIZE", "accumulate_batches", "map_values"]
 
 DEFAULT_BATCH_SIZE = 32
 
@@ -138,16 +138,13 @@ def _pipeline(n_total: int, batch_size: int, gather, call, consume, bar, pipelin
     consume(*pending, serial)
 
 
-def _tails(grid: PatchGrid, nk: int, k_axis: bool, in_patch=None):
-    """Batch shapes after ``n``: func's input, its output, and the output's description.
-
-    ``grid`` is the output grid; ``in_patch`` the input patch when it differs (a margin
-    or a scale)."""
+def _tails(plan: Plan):
+    """Batch shapes after ``n``: func's input, its output, and the output's description."""
+    grid, in_patch = plan.grid, plan.in_patch
     nc = grid.n_channels
-    in_patch = grid.patch_shape if in_patch is None else tuple(in_patch)
     in_tail = in_patch + ((nc,) if grid.channel_axis is not None else ())
-    out_tail = grid.patch_shape + ((nk,) if k_axis else ())
-    hint = "(n, *patch_shape, K) with K output channels" if k_axis else "(n, *patch_shape)"
+    out_tail = grid.patch_shape + ((plan.nco,) if plan.keep_c else ())
+    hint = "(n, *patch_shape, K) with K output channels" if plan.keep_c else "(n, *patch_shape)"
     if in_patch != grid.patch_shape:
         hint += (
             f"; the output patch is (patch - 2 * margin) * scale = {grid.patch_shape} for "
@@ -158,40 +155,31 @@ def _tails(grid: PatchGrid, nk: int, k_axis: bool, in_patch=None):
     return in_tail, out_tail, hint
 
 
-def batch_weights(grid: PatchGrid, nk: int, acc_dtype):
-    """The window as the scatter kernel's ``(pd, ph, pw * nk)`` weights, or ones."""
-    if grid.window_array is None:
-        return np.ones((1, 1, 1), dtype=acc_dtype)
-    w = grid.window_array.reshape(E.canonical3(grid.patch_shape, 1))
-    return np.ascontiguousarray(np.repeat(w, nk, axis=2), dtype=acc_dtype)
-
-
-def accumulate_batches(
-    src, func, grid: PatchGrid, origins3, nk, k_axis, wts, red, acc, region0, batch_size,
-    bar=None, pipelined=True, *, in_patch=None, out_origins3=None,
-):  # fmt: skip
+def accumulate_batches(plan: Plan, src, func, origins3, out_origins3, acc, region0, batch_size,
+                       bar=None, pipelined=True):  # fmt: skip
     """Overlap-add ``func``'s outputs for the patches at ``origins3`` into ``acc``.
 
     The batch counterpart of :func:`_engine.run_accumulate`, with its meaning: ``src``
-    is the read-only C-contiguous ``(D, H, W, C)`` source, ``origins3`` the patch
-    origins per axis in ``src``'s frame (their product, in C order, is the patch list);
-    ``acc`` (``(D, H, W * nk)``, holding the reduction's identity) covers the region
-    starting at ``region0`` of that frame and contributions outside it are dropped.
-    ``grid`` gives the patch shape, channels and window; ``wts`` is
-    :func:`batch_weights`; ``red`` a reduction name. Not normalised. With a margin or a
-    scale, ``grid`` is the output grid, ``in_patch`` the input patch and
-    ``out_origins3`` the output origins in ``acc``'s frame (``origins3`` stays the
-    input origins in ``src``'s frame).
+    is the read-only C-contiguous ``(D, H, W, C)`` source, ``origins3`` the input patch
+    origins per axis in ``src``'s frame (their product, in C order, is the patch list)
+    and ``out_origins3`` the output patches' origins in ``acc``'s frame (the same
+    with neither a margin nor a scale); ``acc`` (``(D, H, W * nco)``, holding the
+    reduction's identity) covers the region starting at ``region0`` of that frame and
+    contributions outside it are dropped. ``plan`` gives the patch shapes, channels,
+    window and reduction. Not normalised.
     """
-    in_tail, out_tail, hint = _tails(grid, nk, k_axis, in_patch)
-    pd, ph, pw = E.canonical3(in_tail[: grid.ndim], 1)
-    qd, qh, qw = E.canonical3(grid.patch_shape, 1)
+    grid, nk = plan.grid, plan.nco
+    in_tail, out_tail, hint = _tails(plan)
+    pd, ph, pw = plan.in_patch3
+    qd, qh, qw = grid.patch3
     od, oh, ow = origins3
-    xd, xh, xw = origins3 if out_origins3 is None else out_origins3
+    xd, xh, xw = out_origins3
     n_total = len(od) * len(oh) * len(ow)
     nc = src.shape[3]
-    weighted = grid.window_array is not None
-    code = _RED_CODES[red]
+    wts = plan.weights3()
+    weighted = wts is not None
+    wts = np.ones((1, 1, 1), dtype=acc.dtype) if wts is None else wts
+    code = plan.code
     bs = min(batch_size, n_total)
     slots = np.empty((2 if pipelined else 1, bs, pd, ph, pw * nc), dtype=acc.dtype)
     limits = (acc.shape[0], acc.shape[1])
@@ -221,7 +209,7 @@ def map_values(
     :func:`_engine.run_map`."""
     nc = grid.n_channels
     in_tail = grid.patch_shape + ((nc,) if grid.channel_axis is not None else ())
-    pd, ph, pw = E.canonical3(grid.patch_shape, 1)
+    pd, ph, pw = grid.patch3
     od, oh, ow = origins3
     bs = min(batch_size, res.size)
     slots = np.empty((2 if pipelined else 1, bs, pd, ph, pw * src.shape[3]), dtype=acc_dtype)
@@ -238,14 +226,6 @@ def map_values(
         res[g0 : g0 + n] = values
 
     _pipeline(res.size, bs, gather, call, consume, bar, pipelined)
-
-
-# --- public API ---------------------------------------------------------------------
-
-
-def _values_dtype(acc_dtype, out_dtype):
-    """As map_patches: float64 storage for integer and float64 outputs."""
-    return np.float64 if out_dtype.kind in "iu" else np.result_type(acc_dtype, out_dtype)
 
 
 def _rows(g0, n, od, oh, gw, pd, ph, region0, limits):

@@ -26,6 +26,7 @@ from ._callback import (
     process_pointer,
     raise_callback_error,
 )
+from ._grid import canonical3  # noqa: F401 - re-exported: the engine's 3-D frame
 
 # Work per block, in patch-pixels: about 1/64 of the job, between 2**16 and 2**23,
 # and a footprint of at most 2**20 accumulator elements. Fixed by the geometry alone,
@@ -57,12 +58,6 @@ def accumulation_dtype(dtype) -> np.dtype:
     if dtype.kind == "b" or dtype.itemsize <= 2:
         return np.dtype(np.float32)
     return np.dtype(np.float64)
-
-
-def canonical3(values, fill):
-    """Left-pad a per-spatial-axis tuple to 3 entries (D, H, W)."""
-    values = tuple(values)
-    return (fill,) * (3 - len(values)) + values
 
 
 def plan_blocks(origins3, patch3, nc: int, out=None) -> np.ndarray:

@@ -16,6 +16,12 @@ from ._windows import window_weights
 EDGES = ("cover", "valid", "pad")
 
 
+def canonical3(values, fill):
+    """Left-pad a per-spatial-axis tuple to 3 entries (D, H, W): the engine's frame."""
+    values = tuple(values)
+    return (fill,) * (3 - len(values)) + values
+
+
 def axis_origins(n: int, p: int, s: int, edge: str) -> np.ndarray:
     """Patch origins along one axis of length ``n`` (already padded for ``edge='pad'``).
 
@@ -166,6 +172,36 @@ class PatchGrid:
     def ndim(self) -> int:
         """Number of spatial axes."""
         return len(self.patch_shape)
+
+    # --- the engine's 3-D frame: (D, H, W), leading axes of size 1 below 3-D -------
+
+    @property
+    def patch3(self) -> tuple[int, int, int]:
+        """The patch shape in the 3-D frame."""
+        return canonical3(self.patch_shape, 1)
+
+    @property
+    def origins3(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Patch origins per axis in the padded 3-D frame (their product is the grid)."""
+        return canonical3(self.origins, np.zeros(1, dtype=np.int64))
+
+    @property
+    def spatial3(self) -> tuple[int, int, int]:
+        """The image's spatial shape in the 3-D frame."""
+        return canonical3(self.spatial_shape, 1)
+
+    @property
+    def region3(self) -> tuple[int, int, int]:
+        """Where the image starts in the padded 3-D frame (the padding before it)."""
+        return tuple(int(b) for b, _ in canonical3(self.pad_width, (0, 0)))
+
+    def weights3(self, n_channels: int, dtype) -> np.ndarray | None:
+        """The window as ``(pd, ph, pw * n_channels)`` weights in ``dtype`` (each
+        position repeated per channel, the accumulator's layout); None without one."""
+        if self.window_array is None:
+            return None
+        w = self.window_array.reshape(self.patch3)
+        return np.ascontiguousarray(np.repeat(w, n_channels, axis=2), dtype=dtype)
 
     def axis_coverage(self, axis: int, weighted: bool = True) -> np.ndarray:
         """Sum over patches of the 1-D window (or 1) along ``axis``, original frame.

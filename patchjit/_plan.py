@@ -9,6 +9,7 @@ validators below it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 from collections.abc import Sequence
 
@@ -18,7 +19,13 @@ from . import _engine as E
 from . import _kernels as K
 from ._grid import PatchGrid
 from ._progress import Progress
-from ._validate import MAX_CHANNELS_GUESS, check_choice, per_axis, resolve_layout
+from ._validate import (
+    MAX_CHANNELS_GUESS,
+    check_choice,
+    per_axis,
+    resolve_layout,
+    resolve_threads,
+)
 from ._windows import check_representable
 
 REDUCTIONS = ("mean", "sum", "max", "min")
@@ -131,43 +138,169 @@ def _check_merge_geometry(grid: PatchGrid, reduce):
     return red
 
 
-def _merge(src, take, oview, func, args, grid: PatchGrid, acc_dtype, red, progress, *,
-           nc_out=None, grid_in=None, margin=None):  # fmt: skip
-    """Accumulate over the grid, normalise; return the float result in image layout.
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """One call, normalised once by :func:`make_plan`: what every entry point runs.
 
-    ``nc_out`` (default the image's channel count) is the callback's output channel
-    count; the result then has ``nc_out`` channels where the image had its channel axis
-    (last when the image has none and ``nc_out`` is given). With a margin or a scale
-    (see :func:`model_frame`) ``grid`` is the output grid and ``grid_in`` the input's.
+    ``grid`` is the result's frame: patch origins in the result (its padded frame),
+    the window, coverage. ``grid_in`` is the grid of input patches on the image; it is
+    ``grid`` itself unless the call has a margin or a scale (see :func:`model_frame`).
+    ``red`` is None for a one-value-per-patch call (``map_patches``, ``map_batches``),
+    whose ``result_shape`` is the grid's shape. ``own`` holds what the entry point's
+    own checks returned (its resolved callback, its batch size).
     """
-    nc = grid.n_channels
-    nco = nc if nc_out is None else int(nc_out)
-    sp = E.canonical3(grid.spatial_shape, 1)
-    init = 0.0 if red in ("mean", "sum") else (-np.inf if red == "max" else np.inf)
-    acc = np.full((sp[0], sp[1], sp[2] * nco), init, dtype=acc_dtype)
-    weights3 = None
-    if grid.window_array is not None:
-        w = grid.window_array.reshape(E.canonical3(grid.patch_shape, 1))
-        weights3 = np.ascontiguousarray(np.repeat(w, nco, axis=2), dtype=acc_dtype)
-    origins3 = E.canonical3(grid.origins, np.zeros(1, dtype=np.int64))
-    patch3 = E.canonical3(grid.patch_shape, 1)
-    out_geometry = None
-    if grid_in is not None and grid_in is not grid:
-        out_geometry = (origins3, patch3)
-        origins3 = E.canonical3(grid_in.origins, np.zeros(1, dtype=np.int64))
-        in_patch = tuple(t + 2 * m for t, m in zip(grid_in.patch_shape, margin))
-        patch3 = E.canonical3(in_patch, 1)
-    region0 = tuple(int(b) for b, _ in E.canonical3(grid.pad_width, (0, 0)))
-    serial = E.serial_wanted(grid.n_patches * int(np.prod(patch3)) * max(nc, nco))
+
+    grid: PatchGrid
+    grid_in: PatchGrid
+    margin: tuple
+    red: str | None
+    threads: int | None
+    acc_dtype: np.dtype
+    out_dtype: np.dtype
+    result_shape: tuple
+    nco: int
+    keep_c: bool
+    pad_mode: str | None
+    pad_value: float
+    own: object = None
+
+    @property
+    def in_patch(self) -> tuple:
+        """The input patch: the output tile grown by the margin."""
+        return tuple(t + 2 * m for t, m in zip(self.grid_in.patch_shape, self.margin))
+
+    @property
+    def in_patch3(self) -> tuple:
+        return E.canonical3(self.in_patch, 1)
+
+    @property
+    def out_origins3(self):
+        """Output patch origins in the result's padded 3-D frame."""
+        return self.grid.origins3
+
+    @property
+    def out_geometry(self):
+        """``(out_origins3, out_patch3)`` when it differs from the input's, else None."""
+        return None if self.grid_in is self.grid else (self.grid.origins3, self.grid.patch3)
+
+    @property
+    def init(self) -> float:
+        """The reduction's identity, the accumulator's initial value."""
+        return 0.0 if self.red in ("mean", "sum") else (-np.inf if self.red == "max" else np.inf)
+
+    @property
+    def code(self) -> int:
+        return _RED_CODES[self.red]
+
+    def source(self, img: np.ndarray) -> np.ndarray:
+        """The engine's read-only ``(D, H, W, C)`` source: ``img`` padded for the edge
+        and the margin, channels last."""
+        return _source4(img, self.grid_in, self.pad_mode, self.pad_value, self.margin)
+
+    def accumulator(self, spatial3=None) -> np.ndarray:
+        """A ``(D, H, W * nco)`` accumulator holding the identity (default: the whole
+        result; ``spatial3`` for a band of it)."""
+        d, h, w = self.grid.spatial3 if spatial3 is None else spatial3
+        return np.full((d, h, w * self.nco), self.init, dtype=self.acc_dtype)
+
+    def weights3(self) -> np.ndarray | None:
+        return self.grid.weights3(self.nco, self.acc_dtype)
+
+    def views(self, out_channels=None):
+        """The numba callback's patch and output views (``K.VIEWS``)."""
+        has_c = self.grid.channel_axis is not None
+        take, _ = K.VIEWS[(self.grid.ndim, has_c)]
+        _, oview = K.VIEWS[(self.grid.ndim, has_c or out_channels is not None)]
+        return take, oview
+
+    def layout(self, block: np.ndarray) -> np.ndarray:
+        """Accumulator rows ``(*spatial, nco)`` in the result's layout."""
+        if not self.keep_c:
+            return block[..., 0]
+        if self.grid.channel_axis is not None:
+            return np.moveaxis(block, -1, self.grid.channel_axis)
+        return block
+
+    def serial(self) -> bool:
+        """Whether this call's work is small enough for the serial kernels."""
+        nc = max(self.grid_in.n_channels, self.nco)
+        return E.serial_wanted(self.grid.n_patches * int(np.prod(self.in_patch3)) * nc)
+
+
+def make_plan(image_shape, image_dtype, params: dict, *, own=None, own_first=False,
+              inputs=(), grid=None, lazy=False) -> Plan:  # fmt: skip
+    """Check and normalise one call: the single preamble of every entry point.
+
+    ``params`` holds the entry point's own arguments by name (its ``locals()``):
+    ``patch_shape``, ``step``, ``overlap``, ``edge``, ``channel_axis``, ``threads``,
+    ``dtype`` and, where the function has them, ``window``, ``sigma``, ``reduce`` (its
+    absence marks a one-value-per-patch call on the centred grid), ``pad_mode``,
+    ``pad_value``, ``out``, ``out_channels``, ``margin``, ``scale``. ``grid`` is a
+    grid already built (``unpatchify`` reads it from the patches). ``own()`` runs the
+    entry point's own checks, before the thread count when ``own_first``; its result
+    is ``Plan.own``. ``inputs``: the arrays ``out`` must not share memory with.
+    ``lazy``: a dask twin (threads default to 1).
+
+    Checks run in this order (the order of the errors a call can raise): geometry
+    (grid, margin, scale), ``reduce`` and the window's geometry, ``pad_mode`` and
+    ``pad_value``, the entry point's own checks and ``threads``, ``out_channels``,
+    the window's representability in the accumulation dtype, ``dtype``, ``out``.
+    """
+    get = params.get
+    red = get("reduce")
+    merging = red is not None
+    margin = get("margin", 0)
+    if grid is None:
+        grid_in, grid, margin = model_frame(
+            image_shape, get("patch_shape"), get("step"), get("edge"), get("overlap"),
+            get("channel_axis"), get("window"), get("sigma"), margin, get("scale", 1),
+            centered=not merging,
+        )  # fmt: skip
+    else:
+        grid_in, margin = grid, (0,) * grid.ndim
+    if merging:
+        red = _check_merge_geometry(grid, red)
+    pad_mode, pad_value = get("pad_mode"), get("pad_value", 0)
+    if pad_mode is not None:
+        _check_pad(grid, np.dtype(image_dtype), pad_mode, pad_value, padded=any(margin))
+    mine = own() if own is not None and own_first else None
+    threads = get("threads")
+    threads = resolve_threads(1 if lazy and threads is None else threads)
+    if own is not None and not own_first:
+        mine = own()
+    if merging:
+        result_shape, nco, keep_c = _out_layout(grid.image_shape, grid, get("out_channels"))
+    else:
+        result_shape, nco, keep_c = grid.grid_shape, 1, False
+    acc_dtype = E.accumulation_dtype(image_dtype)
+    if merging:
+        _check_window(grid, acc_dtype)
+    out = get("out")
+    out_dtype = _output_dtype(get("dtype"), acc_dtype, out)
+    _check_out(out, result_shape, *inputs)
+    return Plan(grid, grid_in, tuple(margin), red, threads, acc_dtype, out_dtype,
+                tuple(result_shape), nco, keep_c, pad_mode, pad_value, mine)  # fmt: skip
+
+
+def values_dtype(plan: Plan) -> np.dtype:
+    """Storage of one value per patch: at least as precise as the output dtype holds
+    them (float64 for float64 and integer outputs, no rounding through float32)."""
+    out = plan.out_dtype
+    return np.dtype(np.float64) if out.kind in "iu" else np.result_type(plan.acc_dtype, out)
+
+
+def run_process(plan: Plan, src, take, oview, func, args, progress) -> np.ndarray:
+    """Accumulate a numba callback over the plan's grid and normalise; return the float
+    result in the result's layout (``process_image``, ``unpatchify``)."""
+    acc = plan.accumulator()
+    serial = plan.serial()
     E.run_accumulate(
-        src, take, oview, func, args, origins3, patch3, nc, weights3, _RED_CODES[red],
-        acc, region0, progress, nc_out=nco, serial=serial, out_geometry=out_geometry,
+        src, take, oview, func, args, plan.grid_in.origins3, plan.in_patch3,
+        plan.grid_in.n_channels, plan.weights3(), plan.code, acc, plan.grid.region3,
+        progress, nc_out=plan.nco, serial=serial, out_geometry=plan.out_geometry,
     )  # fmt: skip
-    _normalise(acc, grid, nco, red, serial)
-    result = acc.reshape((*grid.spatial_shape, nco))
-    if grid.channel_axis is None:
-        return result if nc_out is not None else result[..., 0]
-    return np.moveaxis(result, -1, grid.channel_axis)
+    _normalise(acc, plan.grid, plan.nco, plan.red, serial)
+    return plan.layout(acc.reshape((*plan.grid.spatial_shape, plan.nco)))
 
 
 def _normalise(acc, grid: PatchGrid, nco: int, red: str, serial: bool, rows=None) -> None:
@@ -199,19 +332,17 @@ def _window_profiles(grid: PatchGrid):
     give that row's coverage (as :meth:`PatchGrid.coverage` does for the whole map).
     """
     padded = E.canonical3(grid.padded_shape, 1)
-    origins = E.canonical3(grid.origins, np.zeros(1, dtype=np.int64))
     ind = []
-    for n, o in zip(padded, origins):
+    for n, o in zip(padded, grid.origins3):
         v = np.zeros(n)
         v[o] = 1.0
         ind.append(v)
-    w = grid.window_array.reshape(E.canonical3(grid.patch_shape, 1))
+    w = grid.window_array.reshape(grid.patch3)
     vecs = np.empty((w.shape[0], w.shape[1], padded[2]))
     for a in range(w.shape[0]):
         for b in range(w.shape[1]):
             vecs[a, b] = np.convolve(ind[2], w[a, b])[: padded[2]]
-    pads = tuple(int(b) for b, _ in E.canonical3(grid.pad_width, (0, 0)))
-    return ind, vecs, pads
+    return ind, vecs, grid.region3
 
 
 @contextlib.contextmanager
@@ -424,10 +555,3 @@ def model_frame(image_shape, patch_shape, step, edge, overlap, channel_axis, win
         if not np.array_equal(want, grid_out.origins[a]):  # pragma: no cover - guard
             raise ValueError(f"scale {float(f)} on axis {a} does not map the patch grid")
     return grid_in, grid_out, m
-
-
-def margin_source(img, grid_in: PatchGrid, margin, pad_mode, pad_value):
-    """The 4-D source of a call with a margin: the image padded by ``grid_in``'s
-    padding plus ``margin`` on each side (``pad_mode``), so input patch origins equal
-    ``grid_in.origins``."""
-    return _source4(img, grid_in, pad_mode, pad_value, margin)

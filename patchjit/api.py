@@ -14,22 +14,8 @@ from ._callback import check_args, resolve
 from ._cast import to_dtype
 from ._dispatch import is_dask, on_dask
 from ._grid import PatchGrid
-from ._plan import (
-    Shape,
-    _check_merge_geometry,
-    _check_out,
-    _check_pad,
-    _check_window,
-    _merge,
-    _output_dtype,
-    _patches_layout,
-    _result_shape,
-    _running,
-    _source4,
-    margin_source,
-    model_frame,
-)
-from ._validate import as_image, resolve_threads
+from ._plan import Shape, _patches_layout, _running, make_plan, run_process, values_dtype
+from ._validate import as_image
 
 __all__ = ["map_patches", "patchify", "process_image", "unpatchify"]
 
@@ -178,28 +164,15 @@ def process_image(
     if is_dask(image):
         return on_dask("process_image", locals())
     img = as_image(image)
-    grid_in, grid, margin = model_frame(
-        img.shape, patch_shape, step, edge, overlap, channel_axis, window, sigma, margin,
-        scale,
-    )  # fmt: skip
-    red = _check_merge_geometry(grid, reduce)
-    _check_pad(grid, img.dtype, pad_mode, pad_value, padded=any(margin))
-    threads = resolve_threads(threads)
-    func = resolve(func)
-    args = check_args(args)
-    acc_dtype = E.accumulation_dtype(img.dtype)
-    _check_window(grid, acc_dtype)
-    out_dtype = _output_dtype(dtype, acc_dtype, out)
-    result_shape = _result_shape(grid.image_shape, grid, out_channels)
-    _check_out(out, result_shape, img, image)
-    src = margin_source(img, grid_in, margin, pad_mode, pad_value)
-    take, _ = K.VIEWS[(grid.ndim, grid.channel_axis is not None)]
-    _, oview = K.VIEWS[(grid.ndim, grid.channel_axis is not None or out_channels is not None)]
-    E.prepare_process_callback(func, take, oview, src, acc_dtype, args)
-    with _running(threads, progress, grid.n_patches) as bar:
-        result = _merge(src, take, oview, func, args, grid, acc_dtype, red, bar,
-                        nc_out=out_channels, grid_in=grid_in, margin=margin)  # fmt: skip
-    return to_dtype(result, out_dtype, out)
+    plan = make_plan(img.shape, img.dtype, locals(), inputs=(img, image),
+                     own=lambda: (resolve(func), check_args(args)))  # fmt: skip
+    func, args = plan.own
+    src = plan.source(img)
+    take, oview = plan.views(out_channels)
+    E.prepare_process_callback(func, take, oview, src, plan.acc_dtype, args)
+    with _running(plan.threads, progress, plan.grid.n_patches) as bar:
+        result = run_process(plan, src, take, oview, func, args, bar)
+    return to_dtype(result, plan.out_dtype, out)
 
 
 def map_patches(
@@ -286,27 +259,19 @@ def map_patches(
     if is_dask(image):
         return on_dask("map_patches", locals())
     img = as_image(image)
-    grid = PatchGrid(
-        img.shape, patch_shape, step, edge, overlap=overlap, channel_axis=channel_axis,
-        centered=True,
-    )  # fmt: skip
-    _check_pad(grid, img.dtype, pad_mode, pad_value)
-    threads = resolve_threads(threads)
-    func = resolve(func)
-    args = check_args(args)
-    acc_dtype = E.accumulation_dtype(img.dtype)
-    out_dtype = _output_dtype(dtype, acc_dtype, None)
-    src = _source4(img, grid, pad_mode, pad_value)
-    take, _ = K.VIEWS[(grid.ndim, grid.channel_axis is not None)]
+    plan = make_plan(img.shape, img.dtype, locals(),
+                     own=lambda: (resolve(func), check_args(args)))  # fmt: skip
+    func, args = plan.own
+    grid = plan.grid
+    src = plan.source(img)
+    take, _ = plan.views()
     E.prepare_map_callback(func, take, src, args)
     # Store the callback's values at least as precisely as the requested dtype holds
     # them: float64 for float64 and integer outputs (no rounding through float32).
-    res_dtype = np.float64 if out_dtype.kind in "iu" else np.result_type(acc_dtype, out_dtype)
-    res = np.empty(E.canonical3(grid.grid_shape, 1), dtype=res_dtype)
-    origins3 = E.canonical3(grid.origins, np.zeros(1, dtype=np.int64))
-    with _running(threads, progress, grid.n_patches) as bar:
-        E.run_map(src, take, func, args, origins3, E.canonical3(grid.patch_shape, 1), res, bar)
-    return to_dtype(res.reshape(grid.grid_shape), out_dtype)
+    res = np.empty(E.canonical3(grid.grid_shape, 1), dtype=values_dtype(plan))
+    with _running(plan.threads, progress, grid.n_patches) as bar:
+        E.run_map(src, take, func, args, grid.origins3, grid.patch3, res, bar)
+    return to_dtype(res.reshape(grid.grid_shape), plan.out_dtype)
 
 
 def patchify(
@@ -438,19 +403,10 @@ def unpatchify(
     if edge == "pad":
         raise ValueError("unpatchify takes edge='cover' or 'valid'; 'pad' needs the image")
     grid = _patches_layout(arr.shape, image_shape, step, overlap, edge, channel_axis, window, sigma)
-    red = _check_merge_geometry(grid, reduce)
-    nc = grid.n_channels
-    threads = resolve_threads(threads)
-    acc_dtype = E.accumulation_dtype(arr.dtype)
-    _check_window(grid, acc_dtype)
-    out_dtype = _output_dtype(dtype, acc_dtype, out)
-    _check_out(out, image_shape, arr, patches)
-    stacked = arr.reshape(
-        E.canonical3(grid.grid_shape, 1) + E.canonical3(grid.patch_shape, 1) + (nc,)
-    )
+    plan = make_plan(arr.shape, arr.dtype, locals(), grid=grid, inputs=(arr, patches))
+    stacked = arr.reshape(E.canonical3(grid.grid_shape, 1) + grid.patch3 + (grid.n_channels,))
     stacked = stacked.view()
     stacked.flags.writeable = False
-    with _running(threads, progress, grid.n_patches) as bar:
-        result = _merge(stacked, K.take_flat, K.oview_flat, K.copy_flat, (), grid,
-                        acc_dtype, red, bar)  # fmt: skip
-    return to_dtype(result, out_dtype, out)
+    with _running(plan.threads, progress, grid.n_patches) as bar:
+        result = run_process(plan, stacked, K.take_flat, K.oview_flat, K.copy_flat, (), bar)
+    return to_dtype(result, plan.out_dtype, out)

@@ -17,29 +17,13 @@ from ._batches import (
     DEFAULT_BATCH_SIZE,
     _check_batch_size,
     _check_func,
-    _values_dtype,
     accumulate_batches,
-    batch_weights,
     map_values,
 )
 from ._cast import to_dtype
 from ._dispatch import is_dask, on_dask
-from ._grid import PatchGrid
-from ._plan import (
-    Shape,
-    _check_merge_geometry,
-    _check_out,
-    _check_pad,
-    _check_window,
-    _normalise,
-    _out_layout,
-    _output_dtype,
-    _running,
-    _source4,
-    margin_source,
-    model_frame,
-)
-from ._validate import as_image, resolve_threads
+from ._plan import Plan, Shape, _normalise, _running, make_plan, values_dtype
+from ._validate import as_image
 
 __all__ = ["map_batches", "process_batches"]
 
@@ -198,54 +182,24 @@ def process_batches(
     if is_dask(image):
         return on_dask("process_batches", locals())
     img = as_image(image)
-    grid_in, grid, margin = model_frame(
-        img.shape, patch_shape, step, edge, overlap, channel_axis, window, sigma, margin,
-        scale,
-    )  # fmt: skip
-    red = _check_merge_geometry(grid, reduce)
-    _check_pad(grid, img.dtype, pad_mode, pad_value, padded=any(margin))
-    _check_func(func)
-    batch_size = _check_batch_size(batch_size)
-    threads = resolve_threads(threads)
-    result_shape, nk, k_axis = _out_layout(grid.image_shape, grid, out_channels)
-    acc_dtype = E.accumulation_dtype(img.dtype)
-    _check_window(grid, acc_dtype)
-    out_dtype = _output_dtype(dtype, acc_dtype, out)
-    _check_out(out, result_shape, img, image)
+    plan = make_plan(img.shape, img.dtype, locals(), inputs=(img, image), own_first=True,
+                     own=lambda: (_check_func(func), _check_batch_size(batch_size))[1])  # fmt: skip
     if finalize is not None:
         if not callable(finalize):
             raise TypeError(f"finalize must be callable, got {type(finalize).__name__}")
         if out is not None:
             raise ValueError("out cannot be combined with finalize; drop out=")
-    src = margin_source(img, grid_in, margin, pad_mode, pad_value)
-    sp = E.canonical3(grid.spatial_shape, 1)
-    init = 0.0 if red in ("mean", "sum") else (-np.inf if red == "max" else np.inf)
-    origins3 = E.canonical3(grid_in.origins, np.zeros(1, dtype=np.int64))
-    out_origins3 = E.canonical3(grid.origins, np.zeros(1, dtype=np.int64))
-    region0 = tuple(int(b) for b, _ in E.canonical3(grid.pad_width, (0, 0)))
-    in_patch = tuple(t + 2 * m for t, m in zip(grid_in.patch_shape, margin))
-    wts = batch_weights(grid, nk, acc_dtype)
-
-    def layout(block):  # (..., nk) accumulator rows -> the result's layout
-        if not k_axis:
-            return block[..., 0]
-        if grid.channel_axis is not None:
-            return np.moveaxis(block, -1, grid.channel_axis)
-        return block
-
-    if finalize is not None and grid.ndim >= 2:
-        run = (src, func, grid, origins3, nk, k_axis, wts, red, batch_size, in_patch)
-        with _running(threads, progress, grid.n_patches) as bar:
-            return _finalized(run, out_origins3, region0, sp, init, acc_dtype, out_dtype,
-                              layout, finalize, bar)  # fmt: skip
-    acc = np.full((sp[0], sp[1], sp[2] * nk), init, dtype=acc_dtype)
-    with _running(threads, progress, grid.n_patches) as bar:
-        accumulate_batches(
-            src, func, grid, origins3, nk, k_axis, wts, red, acc, region0, batch_size, bar,
-            in_patch=in_patch, out_origins3=out_origins3,
-        )  # fmt: skip
-        _normalise(acc, grid, nk, red, E.serial_wanted())
-    result = to_dtype(layout(acc.reshape((*grid.spatial_shape, nk))), out_dtype, out)
+    src = plan.source(img)
+    grid = plan.grid
+    with _running(plan.threads, progress, grid.n_patches) as bar:
+        if finalize is not None and grid.ndim >= 2:
+            return _finalized(plan, src, func, finalize, bar)
+        acc = plan.accumulator()
+        accumulate_batches(plan, src, func, plan.grid_in.origins3, plan.out_origins3, acc,
+                           grid.region3, plan.own, bar)  # fmt: skip
+        _normalise(acc, grid, plan.nco, plan.red, E.serial_wanted())
+    result = plan.layout(acc.reshape((*grid.spatial_shape, plan.nco)))
+    result = to_dtype(result, plan.out_dtype, out)
     return result if finalize is None else finalize(result)
 
 
@@ -254,20 +208,21 @@ def process_batches(
 _BAND_FRACTION = 32
 
 
-def _finalized(run, out_origins3, region0, sp, init, acc_dtype, out_dtype, layout, finalize,
-               bar):  # fmt: skip
+def _finalized(plan: Plan, src, func, finalize, bar):
     """:func:`process_batches` with ``finalize``: the patch rows along the first
     spatial axis run in groups, each into a band of accumulator rows; rows no later
     patch touches are normalised, converted, finalized and kept, the rest carried on."""
-    src, func, grid, origins3, nk, k_axis, wts, red, batch_size, in_patch = run
+    grid = plan.grid
     c = 3 - grid.ndim  # the first spatial axis, canonical
+    region0, sp = grid.region3, grid.spatial3
+    origins3, out_origins3 = plan.grid_in.origins3, plan.out_origins3
     oi, oo = origins3[c], out_origins3[c]
-    q = E.canonical3(grid.patch_shape, 1)[c]
+    q = grid.patch3[c]
     total = sp[c]
     budget = max(total // _BAND_FRACTION, 2 * q)
     step = int(oo[1] - oo[0]) if len(oo) > 1 else q
     per_group = max(1, (budget - q) // max(step, 1) + 1)
-    lead = 0 if grid.channel_axis != 0 or not k_axis else 1
+    lead = 0 if grid.channel_axis != 0 or not plan.keep_c else 1
     blocks, carry, lo = [], None, 0
     for g0 in range(0, len(oi), per_group):
         g1 = min(g0 + per_group, len(oi))
@@ -275,7 +230,7 @@ def _finalized(run, out_origins3, region0, sp, init, acc_dtype, out_dtype, layou
         hi = max(hi, lo if carry is None else lo + carry.shape[c])
         shape = list(sp)
         shape[c] = hi - lo
-        band = np.full((shape[0], shape[1], shape[2] * nk), init, dtype=acc_dtype)
+        band = plan.accumulator(shape)
         if carry is not None:
             idx = [slice(None)] * 3
             idx[c] = slice(0, carry.shape[c])
@@ -287,9 +242,8 @@ def _finalized(run, out_origins3, region0, sp, init, acc_dtype, out_dtype, layou
         r0 = list(region0)
         r0[c] += lo
         accumulate_batches(
-            src, func, grid, tuple(sub_in), nk, k_axis, wts, red, band, tuple(r0),
-            batch_size, bar, in_patch=in_patch, out_origins3=tuple(sub_out),
-        )  # fmt: skip
+            plan, src, func, tuple(sub_in), tuple(sub_out), band, tuple(r0), plan.own, bar
+        )
         done = total if g1 == len(oi) else min(max(int(oo[g1]) - region0[c], lo), hi)
         idx = [slice(None)] * 3
         idx[c] = slice(0, done - lo)
@@ -297,11 +251,11 @@ def _finalized(run, out_origins3, region0, sp, init, acc_dtype, out_dtype, layou
         idx[c] = slice(done - lo, hi - lo)
         carry = band[tuple(idx)].copy()
         if done > lo:
-            _normalise(finished, grid, nk, red, E.serial_wanted(), rows=(c, lo))
+            _normalise(finished, grid, plan.nco, plan.red, E.serial_wanted(), rows=(c, lo))
             spatial = list(grid.spatial_shape)
             spatial[0] = done - lo
-            block = finalize(to_dtype(layout(finished.reshape((*spatial, nk))), out_dtype))
-            block = np.asarray(block)
+            rows = finished.reshape((*spatial, plan.nco))
+            block = np.asarray(finalize(to_dtype(plan.layout(rows), plan.out_dtype)))
             if block.ndim <= lead or block.shape[lead] != done - lo:
                 raise ValueError(
                     f"finalize returned shape {block.shape} for a block of {done - lo} rows; "
@@ -377,19 +331,11 @@ def map_batches(
     if is_dask(image):
         return on_dask("map_batches", locals())
     img = as_image(image)
-    grid = PatchGrid(
-        img.shape, patch_shape, step, edge, overlap=overlap, channel_axis=channel_axis,
-        centered=True,
-    )  # fmt: skip
-    _check_pad(grid, img.dtype, pad_mode, pad_value)
-    _check_func(func)
-    batch_size = _check_batch_size(batch_size)
-    threads = resolve_threads(threads)
-    acc_dtype = E.accumulation_dtype(img.dtype)
-    out_dtype = _output_dtype(dtype, acc_dtype, None)
-    src = _source4(img, grid, pad_mode, pad_value)
-    origins3 = E.canonical3(grid.origins, np.zeros(1, dtype=np.int64))
-    res = np.empty(grid.n_patches, dtype=_values_dtype(acc_dtype, out_dtype))
-    with _running(threads, progress, grid.n_patches) as bar:
-        map_values(src, func, grid, origins3, acc_dtype, res, batch_size, bar)
-    return to_dtype(res.reshape(grid.grid_shape), out_dtype)
+    plan = make_plan(img.shape, img.dtype, locals(), own_first=True,
+                     own=lambda: (_check_func(func), _check_batch_size(batch_size))[1])  # fmt: skip
+    grid = plan.grid
+    src = plan.source(img)
+    res = np.empty(grid.n_patches, dtype=values_dtype(plan))
+    with _running(plan.threads, progress, grid.n_patches) as bar:
+        map_values(src, func, grid, grid.origins3, plan.acc_dtype, res, plan.own, bar)
+    return to_dtype(res.reshape(grid.grid_shape), plan.out_dtype)

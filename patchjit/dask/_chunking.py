@@ -12,8 +12,6 @@ import math
 import dask.array as da
 import numpy as np
 
-from .._validate import resolve_threads
-
 
 def _check_array(x, name="image"):
     if x.dtype.kind not in "buif":
@@ -73,11 +71,6 @@ def _channels_last(x, channel_axis):
         return x
     x = da.moveaxis(x, channel_axis, -1)
     return x.rechunk({x.ndim - 1: -1})
-
-
-def _check_threads(threads):
-    threads = 1 if threads is None else threads
-    return resolve_threads(threads)
 
 
 def _no_out(out, progress):

@@ -14,16 +14,12 @@ import dask.array as da
 import numpy as np
 
 from .. import _batches as B
-from .. import _engine as E
-from .. import _kernels as K
 from .._callback import check_args, resolve
-from .._grid import PatchGrid
-from .._plan import _out_layout
+from .._plan import _patches_layout, make_plan
 from ._chunking import (
     _axis_range,
     _channels_last,
     _check_array,
-    _check_threads,
     _halo_chunks,
     _merge_small,
     _no_out,
@@ -42,34 +38,12 @@ from ._tasks import (
 )
 
 
-def _checked(image, patch_shape, step, edge, overlap, channel_axis, pad_mode, pad_value,
-             threads, dtype, out=None, progress=False, window=None, sigma=None, reduce=None,
-             own=None, own_first=False):  # fmt: skip
-    """The checks every twin makes, in the order of its in-memory counterpart.
-
-    ``reduce=None`` marks a one-value-per-patch call (a centred grid, no merge).
-    ``own()`` runs the twin's own checks (its callback, batch size) before the thread
-    count when ``own_first``, after it otherwise, and its result is returned.
-    Returns ``(grid, reduction, threads, accumulation dtype, output dtype, own())``.
-    """
-    from .._plan import _check_merge_geometry, _check_pad, _check_window, _output_dtype
-
-    _no_out(out, progress)
+def _plan(image, params, own=None, own_first=False):
+    """The in-memory functions' plan (:func:`patchjit._plan.make_plan`), for a dask
+    array: the same checks in the same order, threads defaulting to 1."""
+    _no_out(params.get("out"), params.get("progress"))
     _check_array(image)
-    grid = PatchGrid(
-        image.shape, patch_shape, step, edge, overlap=overlap, channel_axis=channel_axis,
-        window=window, sigma=sigma, centered=reduce is None,
-    )  # fmt: skip
-    red = None if reduce is None else _check_merge_geometry(grid, reduce)
-    _check_pad(grid, image.dtype, pad_mode, pad_value)
-    mine = own() if own_first else None
-    threads = _check_threads(threads)
-    if not own_first:
-        mine = own()
-    acc_dtype = E.accumulation_dtype(image.dtype)
-    if red is not None:
-        _check_window(grid, acc_dtype)
-    return grid, red, threads, acc_dtype, _output_dtype(dtype, acc_dtype, None), mine
+    return make_plan(image.shape, image.dtype, params, own=own, own_first=own_first, lazy=True)
 
 
 def process_image(
@@ -110,36 +84,27 @@ def process_image(
     >>> bool(np.allclose(lazy.compute(), patchjit.process_image(image, double, 5, 2)))
     True
     """
-    grid, red, threads, acc_dtype, out_dtype, (func, args) = _checked(
-        image, patch_shape, step, edge, overlap, channel_axis, pad_mode, pad_value, threads,
-        dtype, out, progress, window, sigma, reduce, own=lambda: (resolve(func), check_args(args)),
-    )  # fmt: skip
-    _, nco, keep_c = _out_layout(image.shape, grid, out_channels)
-    has_c = grid.channel_axis is not None
-    take, _ = K.VIEWS[(grid.ndim, has_c)]
-    _, oview = K.VIEWS[(grid.ndim, has_c or out_channels is not None)]
+    plan = _plan(image, locals(), own=lambda: (resolve(func), check_args(args)))
+    func, args = plan.own
+    take, oview = plan.views(out_channels)
 
     def make(tables, norm):
-        return _ProcessTask(
-            grid, tables, norm, func, args, take, oview, red, nco, acc_dtype, out_dtype, threads
-        )
+        return _ProcessTask(plan, tables, norm, func, args, take, oview)
 
-    name = "patchjit-process-" + _token(
-        image, grid, func, args, red, nco, out_dtype, threads, pad_mode, pad_value
-    )
-    return _merge_graph(image, grid, pad_mode, pad_value, make, nco, keep_c, out_dtype, name)
+    name = "patchjit-process-" + _token(image, plan, func, args)
+    return _merge_graph(image, plan, make, name)
 
 
-def _merge_graph(image, grid, pad_mode, pad_value, make_task, nco, keep_c, out_dtype, name):
+def _merge_graph(image, plan, make_task, name):
     """The overlap-add graph shared by :func:`process_image` and ``process_batches``.
 
     ``make_task(tables, norm)`` returns the per-chunk callable (a :class:`_ProcessTask`)
     that gets the padded, channels-last input region (always with a channel axis) and
-    returns its core as ``(*core, nco)``. ``keep_c`` False drops the channel axis of
-    the result (an image without channels and no ``out_channels``).
+    returns its core as ``(*core, nco)``; the result has the plan's layout.
     """
+    grid, nco, out_dtype = plan.grid, plan.nco, plan.out_dtype
     k, has_c = grid.ndim, grid.channel_axis is not None
-    x, user_chunks, depth, cores, regions = _halo_input(image, grid, pad_mode, pad_value)
+    x, user_chunks, depth, cores, regions = _halo_input(image, plan)
 
     # Per axis and chunk index: core (original frame), patch range, region start,
     # coverage slice. Small tables, computed once here and shipped with the task.
@@ -160,7 +125,7 @@ def _merge_graph(image, grid, pad_mode, pad_value, make_task, nco, keep_c, out_d
     )  # fmt: skip
     if tuple(cores) != tuple(user_chunks):
         res = res.rechunk((*user_chunks, (nco,)))
-    if not keep_c:
+    if not plan.keep_c:
         return res[..., 0]
     if has_c:
         res = da.moveaxis(res, -1, grid.channel_axis)
@@ -191,29 +156,25 @@ def map_patches(
     >>> float(lazy[4, 4].compute())
     18.0
     """
-    grid, _, threads, acc_dtype, out_dtype, (func, args) = _checked(
-        image, patch_shape, step, edge, overlap, channel_axis, pad_mode, pad_value, threads,
-        dtype, progress=progress, own=lambda: (resolve(func), check_args(args)),
-    )  # fmt: skip
-    res_dtype = np.float64 if out_dtype.kind in "iu" else np.result_type(acc_dtype, out_dtype)
-    take, _ = K.VIEWS[(grid.ndim, grid.channel_axis is not None)]
+    plan = _plan(image, locals(), own=lambda: (resolve(func), check_args(args)))
+    func, args = plan.own
+    take, _ = plan.views()
 
     def make(tables):
-        return _MapTask(grid, tables, func, args, take, res_dtype, out_dtype, threads)
+        return _MapTask(plan, tables, func, args, take)
 
-    name = "patchjit-map-" + _token(
-        image, grid, func, args, out_dtype, threads, pad_mode, pad_value
-    )
-    return _map_graph(image, grid, pad_mode, pad_value, make, out_dtype, name)
+    name = "patchjit-map-" + _token(image, plan, func, args)
+    return _map_graph(image, plan, make, name)
 
 
-def _map_graph(image, grid, pad_mode, pad_value, make_task, out_dtype, name):
+def _map_graph(image, plan, make_task, name):
     """The one-value-per-patch graph shared by :func:`map_patches` and ``map_batches``.
 
     ``make_task(tables)`` returns the per-chunk callable (a :class:`_MapTask`).
     """
+    grid, out_dtype = plan.grid, plan.out_dtype
     k = grid.ndim
-    x, _, depth, cores, regions = _halo_input(image, grid, pad_mode, pad_value)
+    x, _, depth, cores, regions = _halo_input(image, plan)
     gchunks, tables = [], []
     for a in range(k):
         # Patch i goes to the chunk holding its origin; with edge="pad" (centred padding)
@@ -230,18 +191,19 @@ def _map_graph(image, grid, pad_mode, pad_value, make_task, out_dtype, name):
     )  # fmt: skip
 
 
-def _halo_input(image, grid, pad_mode, pad_value):
+def _halo_input(image, plan):
     """The padded, channels-last input (always with a channel axis, in one chunk),
     chunked so that chunk ``i`` holds output chunk ``i`` and no chunk is shorter than
     the halo; with the user's spatial chunks, the halo depth per axis, the cores (the
     output chunks that the tasks compute) and per chunk the region map_overlap hands
     its task."""
+    grid = plan.grid
     k = grid.ndim
     x = _channels_last(image, grid.channel_axis)
     if grid.channel_axis is None:
         x = x[..., None]
     user_chunks = x.chunks[:k]
-    x = pad(x, grid.pad_width, pad_mode, pad_value)
+    x = pad(x, grid.pad_width, plan.pad_mode, plan.pad_value)
     depth = [p - 1 for p in grid.patch_shape]
     padded, cores, regions = [], [], []
     for a in range(k):
@@ -302,22 +264,14 @@ def process_batches(
     >>> bool(np.allclose(lazy.compute(scheduler="threads"), want))
     True
     """
-    grid, red, threads, acc_dtype, out_dtype, batch_size = _checked(
-        image, patch_shape, step, edge, overlap, channel_axis, pad_mode, pad_value, threads,
-        dtype, out, progress, window, sigma, reduce, own_first=True,
-        own=lambda: (B._check_func(func), B._check_batch_size(batch_size))[1],
-    )  # fmt: skip
-    _, nk, k_axis = _out_layout(image.shape, grid, out_channels)
+    plan = _plan(image, locals(), own_first=True,
+                 own=lambda: (B._check_func(func), B._check_batch_size(batch_size))[1])  # fmt: skip
 
     def make(tables, norm):
-        return _BatchTask(
-            grid, tables, norm, func, red, nk, k_axis, batch_size, acc_dtype, out_dtype, threads
-        )
+        return _BatchTask(plan, tables, norm, func)
 
-    name = "patchjit-batches-" + _token(
-        image, grid, func, red, nk, batch_size, out_dtype, threads, pad_mode, pad_value
-    )
-    return _merge_graph(image, grid, pad_mode, pad_value, make, nk, k_axis, out_dtype, name)
+    name = "patchjit-batches-" + _token(image, plan, func)
+    return _merge_graph(image, plan, make, name)
 
 
 def map_batches(
@@ -342,21 +296,14 @@ def map_batches(
     >>> float(lazy[4, 4].compute())
     18.0
     """
-    grid, _, threads, acc_dtype, out_dtype, batch_size = _checked(
-        image, patch_shape, step, edge, overlap, channel_axis, pad_mode, pad_value, threads,
-        dtype, progress=progress, own_first=True,
-        own=lambda: (B._check_func(func), B._check_batch_size(batch_size))[1],
-    )  # fmt: skip
-    res_dtype = B._values_dtype(acc_dtype, out_dtype)
+    plan = _plan(image, locals(), own_first=True,
+                 own=lambda: (B._check_func(func), B._check_batch_size(batch_size))[1])  # fmt: skip
 
     def make(tables):
-        return _MapBatchTask(grid, tables, func, batch_size, acc_dtype, res_dtype, out_dtype,
-                             threads)  # fmt: skip
+        return _MapBatchTask(plan, tables, func)
 
-    name = "patchjit-map-batches-" + _token(
-        image, grid, func, batch_size, out_dtype, threads, pad_mode, pad_value
-    )
-    return _map_graph(image, grid, pad_mode, pad_value, make, out_dtype, name)
+    name = "patchjit-map-batches-" + _token(image, plan, func)
+    return _map_graph(image, plan, make, name)
 
 
 def unpatchify(
@@ -382,8 +329,6 @@ def unpatchify(
     >>> bool(np.allclose(lazy.compute(), image))
     True
     """
-    from .._plan import _check_merge_geometry, _check_window, _output_dtype, _patches_layout
-
     _no_out(out, progress)
     _check_array(patches, "patches")
     image_shape = tuple(int(n) for n in image_shape)
@@ -393,14 +338,10 @@ def unpatchify(
     grid = _patches_layout(
         patches.shape, image_shape, step, overlap, edge, channel_axis, window, sigma
     )
-    red = _check_merge_geometry(grid, reduce)
+    plan = make_plan(patches.shape, patches.dtype, locals(), grid=grid, lazy=True)
     k, nc, has_c = grid.ndim, grid.n_channels, grid.channel_axis is not None
     grid_form = patches.ndim == 2 * k + has_c
     tail = grid.patch_shape + ((nc,) if has_c else ())
-    threads = _check_threads(threads)
-    acc_dtype = E.accumulation_dtype(patches.dtype)
-    _check_window(grid, acc_dtype)
-    out_dtype = _output_dtype(dtype, acc_dtype, None)
 
     x = patches if grid_form else patches.reshape(grid.grid_shape + tail)
     x = x.rechunk({a: -1 for a in range(k, x.ndim)})
@@ -422,13 +363,13 @@ def unpatchify(
         cores.append(tuple(int(n) for n in np.diff(bounds)))
         tables.append(rows)
     x = x.rechunk(tuple(gchunks) + x.chunks[k:])
-    task = _UnpatchifyTask(grid, tables, red, acc_dtype, out_dtype, threads)
+    task = _UnpatchifyTask(plan, tables)
     res = da.map_overlap(
         task, x, depth={a: depth[a] for a in range(k)}, boundary="none", trim=False,
         allow_rechunk=False, chunks=tuple(cores) + (((nc,),) if has_c else ()),
-        drop_axis=list(range(k, k + k)), dtype=out_dtype,
-        meta=np.empty((0,) * (k + has_c), out_dtype),
-        name="patchjit-unpatchify-" + _token(x, grid, red, out_dtype, threads),
+        drop_axis=list(range(k, k + k)), dtype=plan.out_dtype,
+        meta=np.empty((0,) * (k + has_c), plan.out_dtype),
+        name="patchjit-unpatchify-" + _token(x, plan),
     )  # fmt: skip
     if has_c:
         res = da.moveaxis(res, -1, grid.channel_axis)

@@ -18,6 +18,7 @@ from .. import _batches as B
 from .. import _engine as E
 from .. import _kernels as K
 from .._cast import to_dtype
+from .._plan import _window_profiles, values_dtype
 from .._validate import as_image
 
 # numba's workqueue layer aborts when two threads launch parallel kernels at once. Tasks
@@ -78,7 +79,6 @@ class _Normaliser:
     """
 
     def __init__(self, grid):
-        from .._plan import _window_profiles
 
         self.full = grid.window_array is not None and grid.window_vectors is None
         self.profiles = _window_profiles(grid) if self.full else None
@@ -106,44 +106,37 @@ class _ProcessTask:
 
     squeeze = False
 
-    def __init__(self, grid, tables, norm, func, args, take, oview, red, nco, acc_dt, out_dt,
-                 threads):  # fmt: skip
-        self.grid, self.tables, self.norm, self.func, self.args = grid, tables, norm, func, args
-        self.take, self.oview, self.red, self.nco = take, oview, red, nco
-        self.acc_dtype, self.out_dtype, self.threads = acc_dt, out_dt, threads
-        self.w3 = None
-        if grid.window_array is not None:
-            w = grid.window_array.reshape(E.canonical3(grid.patch_shape, 1))
-            self.w3 = np.ascontiguousarray(np.repeat(w, nco, axis=2), dtype=acc_dt)
+    def __init__(self, plan, tables, norm, func, args, take, oview):
+        self.plan, self.grid, self.tables, self.norm = plan, plan.grid, tables, norm
+        self.func, self.args, self.take, self.oview = func, args, take, oview
+        self.threads = plan.threads
+        self.w3 = plan.weights3()
 
     def __call__(self, region, block_id=None):
+        plan = self.plan
         rows = [self.tables[a][block_id[a]] for a in range(self.grid.ndim)]
         core = [r[1] - r[0] for r in rows]
-        sp = E.canonical3(core, 1)
-        init = 0.0 if self.red in ("mean", "sum") else (-np.inf if self.red == "max" else np.inf)
-        acc = np.full((sp[0], sp[1], sp[2] * self.nco), init, dtype=self.acc_dtype)
+        acc = plan.accumulator(E.canonical3(core, 1))
         if all(r[2][1] > r[2][0] for r in rows):
             src, origins, region0 = self._source(region, rows)
             origins3 = E.canonical3(origins, np.zeros(1, dtype=np.int64))
             region0 = tuple(int(v) for v in E.canonical3(region0, 0))
             self._accumulate(src, origins3, acc, region0)
         with _Launch(self.threads), E.thread_limit(self.threads):
-            self.norm(acc, rows, self.nco, self.red == "mean")
-        result = acc.reshape((*core, self.nco))
+            self.norm(acc, rows, plan.nco, plan.red == "mean")
+        result = acc.reshape((*core, plan.nco))
         if self.squeeze:
             result = result[..., 0]
-        return to_dtype(result, self.out_dtype)
+        return to_dtype(result, plan.out_dtype)
 
     def _accumulate(self, src, origins3, acc, region0):
         """Overlap-add the patches at ``origins3`` (``src``'s frame) into ``acc``."""
-        g = self.grid
-        E.prepare_process_callback(self.func, self.take, self.oview, src, self.acc_dtype, self.args)
+        plan = self.plan
+        E.prepare_process_callback(self.func, self.take, self.oview, src, plan.acc_dtype, self.args)
         with _Launch(self.threads), E.thread_limit(self.threads):
             E.run_accumulate(
-                src, self.take, self.oview, self.func, self.args, origins3,
-                E.canonical3(g.patch_shape, 1), g.n_channels, self.w3,
-                {"mean": K.SUM, "sum": K.SUM, "max": K.MAX, "min": K.MIN}[self.red],
-                acc, region0, nc_out=self.nco,
+                src, self.take, self.oview, self.func, self.args, origins3, self.grid.patch3,
+                self.grid.n_channels, self.w3, plan.code, acc, region0, nc_out=plan.nco,
             )  # fmt: skip
 
     def _source(self, region, rows):
@@ -157,9 +150,10 @@ class _ProcessTask:
 class _MapTask:
     """One output chunk of :func:`map_patches`."""
 
-    def __init__(self, grid, tables, func, args, take, res_dtype, out_dtype, threads):
-        self.grid, self.tables, self.func, self.args, self.take = grid, tables, func, args, take
-        self.res_dtype, self.out_dtype, self.threads = res_dtype, out_dtype, threads
+    def __init__(self, plan, tables, func, args, take):
+        self.plan, self.grid, self.tables = plan, plan.grid, tables
+        self.func, self.args, self.take, self.threads = func, args, take, plan.threads
+        self.res_dtype = values_dtype(plan)
 
     def __call__(self, region, block_id=None):
         g, k = self.grid, self.grid.ndim
@@ -170,67 +164,57 @@ class _MapTask:
             src = _src4(region, k)
             origins = [g.origins[a][slice(*rows[a][0])] - rows[a][1] for a in range(k)]
             self._run(src, E.canonical3(origins, np.zeros(1, dtype=np.int64)), res)
-        return to_dtype(res.reshape(shape), self.out_dtype)
+        return to_dtype(res.reshape(shape), self.plan.out_dtype)
 
     def _run(self, src, origins3, res):
         """One value per patch at ``origins3`` (``src``'s frame) into ``res``."""
         E.prepare_map_callback(self.func, self.take, src, self.args)
         with _Launch(self.threads), E.thread_limit(self.threads):
-            E.run_map(
-                src, self.take, self.func, self.args, origins3,
-                E.canonical3(self.grid.patch_shape, 1), res,
-            )  # fmt: skip
+            E.run_map(src, self.take, self.func, self.args, origins3, self.grid.patch3, res)
 
 
 class _BatchTask(_ProcessTask):
     """One output chunk of :func:`process_batches`: the batch pipeline on its patches."""
 
-    def __init__(self, grid, tables, norm, func, red, nk, k_axis, batch_size, acc_dtype,
-                 out_dtype, threads):  # fmt: skip
-        super().__init__(
-            grid, tables, norm, func, (), None, None, red, nk, acc_dtype, out_dtype, threads
-        )
-        self.k_axis, self.batch_size = k_axis, batch_size
-        self.wts = B.batch_weights(grid, nk, acc_dtype)
+    def __init__(self, plan, tables, norm, func):
+        super().__init__(plan, tables, norm, func, (), None, None)
 
     def _accumulate(self, src, origins3, acc, region0):
         with _Launch(self.threads), E.thread_limit(self.threads):
             B.accumulate_batches(
-                src, self.func, self.grid, origins3, self.nco, self.k_axis, self.wts,
-                self.red, acc, region0, self.batch_size, pipelined=False,
+                self.plan, src, self.func, origins3, origins3, acc, region0, self.plan.own,
+                pipelined=False,
             )  # fmt: skip
 
 
 class _MapBatchTask(_MapTask):
     """One output chunk of :func:`map_batches`."""
 
-    def __init__(self, grid, tables, func, batch_size, acc_dtype, res_dtype, out_dtype, threads):
-        super().__init__(grid, tables, func, (), None, res_dtype, out_dtype, threads)
-        self.batch_size, self.acc_dtype = batch_size, acc_dtype
+    def __init__(self, plan, tables, func):
+        super().__init__(plan, tables, func, (), None)
 
     def _run(self, src, origins3, res):
         with _Launch(self.threads), E.thread_limit(self.threads):
             B.map_values(
-                src, self.func, self.grid, origins3, self.acc_dtype, res.reshape(-1),
-                self.batch_size, pipelined=False,
+                src, self.func, self.grid, origins3, self.plan.acc_dtype, res.reshape(-1),
+                self.plan.own, pipelined=False,
             )  # fmt: skip
 
 
 class _UnpatchifyTask(_ProcessTask):
     """One output chunk of :func:`unpatchify`: the stacked patches as the source."""
 
-    def __init__(self, grid, tables, red, acc_dtype, out_dtype, threads):
+    def __init__(self, plan, tables):
         super().__init__(
-            grid, tables, _Normaliser(grid), K.copy_flat, (), K.take_flat, K.oview_flat,
-            red, grid.n_channels, acc_dtype, out_dtype, threads,
-        )  # fmt: skip
-        self.squeeze = grid.channel_axis is None
+            plan, tables, _Normaliser(plan.grid), K.copy_flat, (), K.take_flat, K.oview_flat
+        )
+        self.squeeze = plan.grid.channel_axis is None
 
     def _source(self, region, rows):
         g, k = self.grid, self.grid.ndim
         sel = tuple(slice(r[2][0] - r[3], r[2][1] - r[3]) for r in rows)
         v = as_image(region, "patches")[sel]
-        shape = E.canonical3(v.shape[:k], 1) + E.canonical3(g.patch_shape, 1) + (g.n_channels,)
+        shape = E.canonical3(v.shape[:k], 1) + g.patch3 + (g.n_channels,)
         v = np.ascontiguousarray(v).reshape(shape)
         origins = [g.origins[a][slice(*rows[a][2])] for a in range(k)]
         region0 = [rows[a][0] for a in range(k)]
