@@ -31,7 +31,7 @@ import numpy as np
 from . import _batch_kernels as BK
 from . import _engine as E
 from ._grid import PatchGrid
-from ._plan import Plan
+from ._plan import Plan, fitting_options
 
 __all__ = ["DEFAULT_BATCH_SIZE", "accumulate_batches", "map_values"]
 
@@ -54,8 +54,9 @@ def _check_batch_size(batch_size) -> int:
     return int(batch_size)
 
 
-def _as_result(res, expected: tuple, hint: str) -> np.ndarray:
-    """``numpy.asarray(res)``, checked to hold real numbers of shape ``expected``."""
+def _as_result(res, expected: tuple, hint: str, plan=None) -> np.ndarray:
+    """``numpy.asarray(res)``, checked to hold real numbers of shape ``expected``
+    (``plan``: name the ``margin=``/``scale=`` that would fit a wrong shape)."""
     try:
         arr = res if isinstance(res, np.ndarray) else np.asarray(res)
     except Exception as exc:  # e.g. a torch tensor that requires grad
@@ -70,9 +71,13 @@ def _as_result(res, expected: tuple, hint: str) -> np.ndarray:
             f"{type(res).__name__} with dtype {arr.dtype} and shape {arr.shape}"
         )
     if arr.shape != expected:
+        k = plan.grid.ndim if plan is not None else 0
+        fits = ""
+        if plan is not None and arr.ndim > k:
+            fits = fitting_options(plan, arr.shape[1 : k + 1])
         raise ValueError(
             f"func returned shape {arr.shape} for a batch of {expected[0]} patches; "
-            f"expected {expected} ({hint})"
+            f"expected {expected} ({hint}){fits}"
         )
     return arr
 
@@ -122,7 +127,7 @@ def _pipeline(n_total: int, batch_size: int, gather, call, consume, bar, pipelin
             fut = pool.submit(background, pending, b + 1)
             try:
                 result = call(size(b), b % 2)
-                if pending is not None and np.may_share_memory(result, pending[2]):
+                if pending is not None and _shares(result, pending[2]):
                     raise ValueError(
                         "func returned memory that its previous result also uses (a "
                         "reused output buffer?); the previous batch is merged while func "
@@ -138,6 +143,12 @@ def _pipeline(n_total: int, batch_size: int, gather, call, consume, bar, pipelin
     consume(*pending, serial)
 
 
+def _shares(a, b) -> bool:
+    """Whether two results (an array, or a list of one per output) share memory."""
+    a, b = (x if isinstance(x, list) else [x] for x in (a, b))
+    return any(np.may_share_memory(x, y) for x in a for y in b)
+
+
 def _tails(plan: Plan):
     """Batch shapes after ``n``: func's input, its output, and the output's description."""
     grid, in_patch = plan.grid, plan.in_patch
@@ -150,53 +161,107 @@ def _tails(plan: Plan):
             f"; the output patch is (patch - 2 * margin) * scale = {grid.patch_shape} for "
             f"an input patch {in_patch}"
         )
-    else:
-        hint += "; for a smaller output pass margin=, for another size scale="
     return in_tail, out_tail, hint
 
 
-def accumulate_batches(plan: Plan, src, func, origins3, out_origins3, acc, region0, batch_size,
-                       bar=None, pipelined=True):  # fmt: skip
-    """Overlap-add ``func``'s outputs for the patches at ``origins3`` into ``acc``.
+def is_multi(res, n: int, plan: Plan) -> bool:
+    """Whether ``func``'s result holds several outputs: a dict, or a tuple that is not
+    ``n`` single-patch outputs (those stack into one array, as numpy.asarray does)."""
+    if isinstance(res, dict):
+        return True
+    if not isinstance(res, tuple):
+        return False
+    _, out_tail, _ = _tails(plan)
+    return not (len(res) == n and all(np.shape(r) == out_tail for r in res))
+
+
+def output_keys(res) -> tuple:
+    """The outputs' keys: the dict's keys in order, or tuple indices."""
+    return tuple(res) if isinstance(res, dict) else tuple(range(len(res)))
+
+
+def _split(res, keys):
+    """The outputs of one call in ``keys`` order (``keys`` None: one output)."""
+    if keys is None:
+        return [res]
+    if isinstance(keys[0], int) and not isinstance(res, dict):
+        if not isinstance(res, tuple) or len(res) != len(keys):
+            got = f"{len(res)} outputs" if isinstance(res, tuple) else type(res).__name__
+            raise ValueError(f"func returned {got}; its first batch gave {len(keys)} outputs")
+        return list(res)
+    if not isinstance(res, dict) or set(res) != set(keys):
+        got = sorted(map(str, res)) if isinstance(res, dict) else type(res).__name__
+        raise ValueError(f"func returned {got}; its first batch gave the keys {list(keys)}")
+    return [res[k] for k in keys]
+
+
+def first_batch(plan: Plan, src, func, origins3, n: int):
+    """``func`` on the first ``n`` patches at ``origins3`` (gathered into a buffer of
+    its own), unchecked: its outputs' shapes tell how many outputs there are and their
+    scales. :func:`accumulate_batches` takes it as its first batch's result."""
+    in_tail, _, _ = _tails(plan)
+    pd, ph, pw = plan.in_patch3
+    buf = np.empty((n, pd, ph, pw * src.shape[3]), dtype=plan.acc_dtype)
+    BK.gather_batch_serial(src, *origins3, 0, n, buf)
+    return func(buf.reshape((n, *in_tail)))
+
+
+def accumulate_batches(plan: Plan, src, func, origins3, targets, batch_size, bar=None,
+                       pipelined=True, *, first=None, keys=None):  # fmt: skip
+    """Overlap-add ``func``'s outputs for the patches at ``origins3`` into accumulators.
 
     The batch counterpart of :func:`_engine.run_accumulate`, with its meaning: ``src``
     is the read-only C-contiguous ``(D, H, W, C)`` source, ``origins3`` the input patch
-    origins per axis in ``src``'s frame (their product, in C order, is the patch list)
-    and ``out_origins3`` the output patches' origins in ``acc``'s frame (the same
-    with neither a margin nor a scale); ``acc`` (``(D, H, W * nco)``, holding the
-    reduction's identity) covers the region starting at ``region0`` of that frame and
-    contributions outside it are dropped. ``plan`` gives the patch shapes, channels,
-    window and reduction. Not normalised.
+    origins per axis in ``src``'s frame (their product, in C order, is the patch list).
+    ``targets`` holds per output ``(plan, acc, out_origins3, region0)``: its plan (the
+    output patch, channels, window, reduction), its accumulator (``(D, H, W * nco)``,
+    holding the reduction's identity) covering the region from ``region0`` of the
+    output's padded frame (contributions outside it are dropped), and the output
+    patches' origins in that frame. ``keys``: the outputs' keys when ``func`` returns
+    several (see :func:`_split`), None for one array. ``first``: ``func``'s result on
+    the first batch when already computed (:func:`first_batch`). Not normalised.
     """
-    grid, nk = plan.grid, plan.nco
-    in_tail, out_tail, hint = _tails(plan)
+    in_tail, _, _ = _tails(plan)
     pd, ph, pw = plan.in_patch3
-    qd, qh, qw = grid.patch3
     od, oh, ow = origins3
-    xd, xh, xw = out_origins3
     n_total = len(od) * len(oh) * len(ow)
     nc = src.shape[3]
-    wts = plan.weights3()
-    weighted = wts is not None
-    wts = np.ones((1, 1, 1), dtype=acc.dtype) if wts is None else wts
-    code = plan.code
     bs = min(batch_size, n_total)
-    slots = np.empty((2 if pipelined else 1, bs, pd, ph, pw * nc), dtype=acc.dtype)
-    limits = (acc.shape[0], acc.shape[1])
+    slots = np.empty((2 if pipelined else 1, bs, pd, ph, pw * nc), dtype=plan.acc_dtype)
+    outs = []
+    for p, acc, xo, r0 in targets:
+        _, tail, hint = _tails(p)
+        if keys is None and p.grid_in is p.grid:
+            hint += "; for a smaller output pass margin=, for another size scale="
+        w = p.weights3()
+        weights = (w, True) if w is not None else (np.ones((1, 1, 1), acc.dtype), False)
+        outs.append((p, acc, xo, r0, tail, hint, weights))
+    pending = [first]
 
     def gather(g0, n, slot, serial):
         kern = BK.gather_batch_serial if serial else BK.gather_batch
         kern(src, od, oh, ow, g0, n, slots[slot])
 
     def call(n, slot):
-        batch = slots[slot, :n].reshape((n, *in_tail))
-        return _as_result(func(batch), (n, *out_tail), hint)
+        res, pending[0] = pending[0], None
+        if res is None:
+            res = func(slots[slot, :n].reshape((n, *in_tail)))
+        if keys is None and is_multi(res, n, plan):
+            raise ValueError(
+                f"func returned a {type(res).__name__} of several outputs where one array "
+                f"was expected (several outputs need the in-memory process_batches, and "
+                f"the same structure from every batch)"
+            )
+        parts = _split(res, keys)
+        return [_as_result(r, (n, *o[4]), o[5], o[0]) for r, o in zip(parts, outs)]
 
-    def consume(g0, n, result, serial):
-        outs = np.ascontiguousarray(result, dtype=acc.dtype).reshape((n, qd, qh, qw * nk))
-        rows = _rows(g0, n, xd, xh, len(xw), qd, qh, region0, limits)
-        kern = BK.scatter_batch_serial if serial else BK.scatter_batch
-        kern(outs, wts, weighted, code, xd, xh, xw, g0, qw, nk, region0, rows, acc)
+    def consume(g0, n, results, serial):
+        for r, (p, acc, xo, r0, _, _, (wts, weighted)) in zip(results, outs):
+            qd, qh, qw = p.grid.patch3
+            out = np.ascontiguousarray(r, dtype=acc.dtype).reshape((n, qd, qh, qw * p.nco))
+            rows = _rows(g0, n, xo[0], xo[1], len(xo[2]), qd, qh, r0, acc.shape[:2])
+            kern = BK.scatter_batch_serial if serial else BK.scatter_batch
+            kern(out, wts, weighted, p.code, *xo, g0, qw, p.nco, r0, rows, acc)
 
     _pipeline(n_total, bs, gather, call, consume, bar, pipelined)
 

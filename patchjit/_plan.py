@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -20,7 +19,6 @@ from . import _kernels as K
 from ._grid import PatchGrid
 from ._progress import Progress
 from ._validate import (
-    MAX_CHANNELS_GUESS,
     check_choice,
     per_axis,
     resolve_layout,
@@ -168,6 +166,14 @@ class Plan:
     def in_patch(self) -> tuple:
         """The input patch: the output tile grown by the margin."""
         return tuple(t + 2 * m for t, m in zip(self.grid_in.patch_shape, self.margin))
+
+    @property
+    def scales(self) -> tuple:
+        """Output pixels per input pixel, per spatial axis (exact fractions)."""
+        from fractions import Fraction
+
+        sizes = zip(self.grid.spatial_shape, self.grid_in.spatial_shape)
+        return tuple(Fraction(o, i) for o, i in sizes)
 
     @property
     def in_patch3(self) -> tuple:
@@ -357,88 +363,6 @@ def _running(threads, progress, total):
             bar.close()
 
 
-def _refuse_flat_channels(shape, image_shape) -> None:
-    """Flattened patches spanning a short last axis: channels, or a spatial axis?"""
-    last = image_shape[-1]
-    m = len(image_shape)
-    if m < 2 or shape[-1] != last or last > MAX_CHANNELS_GUESS or last >= max(image_shape[:-1]):
-        return
-    raise ValueError(
-        f"flattened patches of shape {tuple(shape[1:])} for image_shape {image_shape} are "
-        f"ambiguous: the last axis ({last} entries) may hold channels of a {m - 1}-D image "
-        f"or be a spatial axis. Pass channel_axis=-1 for channels, or step as a tuple of "
-        f"{m} entries for {m} spatial axes (or pass the patches in the grid form that "
-        f"patchify returns)"
-    )
-
-
-def _patches_layout(shape, image_shape, step, overlap, edge, channel_axis, window, sigma):
-    """The :class:`PatchGrid` that ``unpatchify`` reads patches of ``shape`` on.
-
-    The readings, in order of preference (the first that fits the geometry wins):
-    the grid form ``(*grid_shape, *patch_shape)``; the grid form with channels last
-    ``(*grid_shape, *patch_shape, C)`` (``2 * len(image_shape) - 1`` axes, what
-    :func:`patchify` returns for an image with channels); the flattened form
-    ``(n_patches, *patch_shape)``. ``channel_axis`` (or ``step``/``overlap`` given as a
-    tuple, one entry per spatial axis) narrows the choice. ``edge=None`` takes the
-    ``"cover"`` grid if the patches fit it, else the ``"valid"`` one (:func:`patchify`'s).
-    """
-    m, nd = len(image_shape), len(shape)
-    if channel_axis is not None:
-        k = m - 1
-        readings = [(True, k)] if nd == 2 * k + 1 else [(False, k)] if nd == k + 2 else []
-    else:
-        readings = [(True, m, None)] if nd == 2 * m else []
-        if nd == 2 * m - 1 and m >= 2:
-            readings.append((True, m - 1, m - 1))
-        if nd == m + 1:
-            readings.append((False, m, None))
-        readings = [(g, k) for g, k, _ in readings]
-    ranks = {len(v) for v in (step, overlap) if isinstance(v, (tuple, list, np.ndarray))}
-    readings = [(g, k) for g, k in readings if not ranks or ranks == {k}]
-    if not readings:
-        with_c = " with channels" if channel_axis is not None else ""
-        raise ValueError(
-            f"patches with {nd} axes do not match image_shape {image_shape}{with_c}: "
-            f"expected the grid form (*grid_shape, *patch_shape[, C]) or the flattened "
-            f"form (n_patches, *patch_shape[, C]); for flattened patches with channels "
-            f"pass channel_axis"
-        )
-    error = None
-    edges = ("cover", "valid") if edge is None else (edge,)
-    for (grid_form, k), edge in itertools.product(readings, edges):
-        ch = channel_axis if channel_axis is not None else (m - 1 if k < m else None)
-        lead = k if grid_form else 1
-        try:
-            grid = PatchGrid(
-                image_shape, tuple(shape[lead : lead + k]), step, edge, overlap=overlap,
-                channel_axis=ch, window=window, sigma=sigma,
-            )  # fmt: skip
-        except ValueError as exc:
-            error = error or exc
-            continue
-        if (
-            len(edges) > 1
-            and edge == "cover"
-            and any(st > p for st, p in zip(grid.step, grid.patch_shape))
-        ):
-            continue  # gaps between patches: only the 'valid' grid describes them
-        tail = grid.patch_shape + ((grid.n_channels,) if ch is not None else ())
-        want = grid.grid_shape if grid_form else (grid.n_patches,)
-        if tuple(shape[lead:]) == tail and tuple(shape[:lead]) == want:
-            if not grid_form and ch is None and not ranks:
-                _refuse_flat_channels(shape, image_shape)
-            return grid
-        got = f"a {tuple(shape[:lead])} grid of" if lead > 1 else f"{shape[0]}"
-        error = error or ValueError(
-            f"{got} patches of shape {tuple(shape[lead:])} do not fit "
-            f"the grid of image shape {image_shape}, patch {grid.patch_shape}, step "
-            f"{grid.step}, edge {edge!r}: it has {grid.n_patches} patches, grid "
-            f"{grid.grid_shape}, each of shape {tail}"
-        )
-    raise error
-
-
 def _result_shape(shape, grid: PatchGrid, out_channels):
     """The shape of ``process_image``'s result, checking ``out_channels``."""
     if out_channels is None:
@@ -555,3 +479,91 @@ def model_frame(image_shape, patch_shape, step, edge, overlap, channel_axis, win
         if not np.array_equal(want, grid_out.origins[a]):  # pragma: no cover - guard
             raise ValueError(f"scale {float(f)} on axis {a} does not map the patch grid")
     return grid_in, grid_out, m
+
+
+# --- several outputs: one plan per output, read from its shape ----------------------
+
+
+def _resampled_window(window, shape: tuple):
+    """A window array resampled to ``shape`` by nearest-exact indexing (each output
+    pixel takes the weight at ``floor((i + 0.5) * n_in / n_out)``), for an output at
+    another scale; names and None pass through."""
+    if window is None or isinstance(window, str):
+        return window
+    arr = np.asarray(window)
+    if arr.shape == tuple(shape) or arr.ndim != len(shape):
+        return window
+    idx = [np.minimum(((np.arange(m) + 0.5) * n / m).astype(np.int64), n - 1)
+           for n, m in zip(arr.shape, shape)]  # fmt: skip
+    return arr[np.ix_(*idx)]
+
+
+def fitting_options(plan: Plan, spatial) -> str:
+    """What ``margin=``/``scale=`` would fit an output patch of ``spatial`` pixels (for
+    the error naming a wrong output shape); empty when none does."""
+    from fractions import Fraction
+
+    fits = []
+    p = plan.in_patch
+    ms = [(a - b) // 2 for a, b in zip(p, spatial)]
+    if all(m >= 0 and a - 2 * m == b for m, a, b in zip(ms, p, spatial)) and any(ms):
+        fits.append(f"margin={ms[0] if len(set(ms)) == 1 else tuple(ms)} (with scale=1)")
+    tile = plan.grid_in.patch_shape
+    fs = [Fraction(int(b), t) for b, t in zip(spatial, tile)]
+    if all(f > 0 and (f.numerator == 1 or f.denominator == 1) for f in fs):
+        vals = [int(f) if f.denominator == 1 else float(f) for f in fs]
+        if any(v != 1 for v in vals):
+            s = vals[0] if len(set(vals)) == 1 else tuple(vals)
+            kept = f" (with margin={plan.margin})" if any(plan.margin) else ""
+            fits.append(f"scale={s}{kept}")
+    return f"; {' or '.join(fits)} would fit it" if fits else ""
+
+
+def output_plan(plan: Plan, params: dict, shape: tuple, name) -> Plan:
+    """The plan of one of several outputs, read from its batch shape ``(n, *spatial[,
+    K])`` as MONAI does: its scale from ``spatial`` over the output tile, its channels
+    from a last axis (none: no channel axis in that result)."""
+    from fractions import Fraction
+
+    grid_in, k = plan.grid_in, plan.grid.ndim
+    tile = grid_in.patch_shape
+    if len(shape) not in (k + 1, k + 2):
+        raise ValueError(
+            f"output {name!r} has shape {shape}; expected (n, *spatial) or (n, *spatial, K) "
+            f"with {k} spatial axes"
+        )
+    spatial = tuple(shape[1 : k + 1])
+    fs = [Fraction(b, t) for b, t in zip(spatial, tile)]
+    if not all(f > 0 and (f.numerator == 1 or f.denominator == 1) for f in fs):
+        raise ValueError(
+            f"output {name!r} has spatial shape {spatial} for output tiles {tile} "
+            f"(patch - 2 * margin): each size must be the tile's times an integer or "
+            f"1/integer scale{fitting_options(plan, spatial)}"
+        )
+    get = params.get
+    scale = tuple(int(f) if f.denominator == 1 else float(f) for f in fs)
+    given = get("scale", 1)
+    if not (isinstance(given, (int, float)) and given == 1):
+        want = _scales(given, k)
+        if tuple(want) != tuple(fs):
+            raise ValueError(
+                f"output {name!r} has spatial shape {spatial}, scale {scale} for tiles "
+                f"{tile}, but scale={given!r} was given; with several outputs each output's "
+                f"scale is read from its shape: drop scale="
+            )
+    out_patch = tuple(int(t * f) for t, f in zip(tile, fs))
+    _, grid, _ = model_frame(
+        grid_in.image_shape, get("patch_shape"), get("step"), get("edge"), get("overlap"),
+        get("channel_axis"), _resampled_window(get("window"), out_patch), get("sigma"),
+        get("margin", 0), scale,
+    )  # fmt: skip
+    keep_c = len(shape) == k + 2
+    nco = int(shape[-1]) if keep_c else 1
+    result_shape = list(grid.spatial_shape)
+    if keep_c:
+        axis = grid.channel_axis if grid.channel_axis is not None else len(result_shape)
+        result_shape.insert(axis, nco)
+    _check_window(grid, plan.acc_dtype)
+    return dataclasses.replace(
+        plan, grid=grid, nco=nco, keep_c=keep_c, result_shape=tuple(result_shape)
+    )

@@ -10,11 +10,13 @@ from numpy.typing import ArrayLike, DTypeLike
 
 from . import _engine as E
 from . import _kernels as K
+from ._bands import check_finalize, run_banded
 from ._callback import check_args, resolve
 from ._cast import to_dtype
 from ._dispatch import is_dask, on_dask
 from ._grid import PatchGrid
-from ._plan import Shape, _patches_layout, _running, make_plan, run_process, values_dtype
+from ._layout import _patches_layout
+from ._plan import Shape, _running, make_plan, run_process, values_dtype
 from ._validate import as_image
 
 __all__ = ["map_patches", "patchify", "process_image", "unpatchify"]
@@ -44,6 +46,7 @@ def process_image(
     out_channels: int | None = None,
     margin: Shape = 0,
     scale: float | Sequence[float] = 1,
+    finalize: Callable | None = None,
 ) -> np.ndarray:
     """Run ``func`` on every patch and merge the results by weighted overlap-add.
 
@@ -129,6 +132,11 @@ def process_image(
         Output pixels per input pixel (integers or 1/integers), as in
         :func:`process_batches`; the result has the image's spatial shape times
         ``scale``.
+    finalize : callable, optional
+        ``finalize(block) -> array`` on each finished block of whole rows of the merged
+        result, as in :func:`process_batches` (e.g. an argmax over ``out_channels``
+        class scores): the full result is never held. ``out`` cannot be combined with
+        it.
 
     Returns
     -------
@@ -170,9 +178,23 @@ def process_image(
     src = plan.source(img)
     take, oview = plan.views(out_channels)
     E.prepare_process_callback(func, take, oview, src, plan.acc_dtype, args)
+    check_finalize(finalize, out)
     with _running(plan.threads, progress, plan.grid.n_patches) as bar:
+        if finalize is not None and plan.grid.ndim >= 2:
+
+            def accumulate(sub_in, targets):
+                (p, band, sub_out, r0), serial = targets[0], plan.serial()
+                geometry = None if p.out_geometry is None else (sub_out, p.grid.patch3)
+                E.run_accumulate(
+                    src, take, oview, func, args, sub_in, p.in_patch3, p.grid_in.n_channels,
+                    p.weights3(), p.code, band, r0, bar, nc_out=p.nco, serial=serial,
+                    out_geometry=geometry,
+                )  # fmt: skip
+
+            return run_banded(plan, [plan], [finalize], accumulate)[0]
         result = run_process(plan, src, take, oview, func, args, bar)
-    return to_dtype(result, plan.out_dtype, out)
+    result = to_dtype(result, plan.out_dtype, out)
+    return result if finalize is None else finalize(result)
 
 
 def map_patches(

@@ -13,16 +13,20 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
 from . import _engine as E
+from ._bands import check_finalize, finalizer_for, rows_per_group, run_banded
 from ._batches import (
     DEFAULT_BATCH_SIZE,
     _check_batch_size,
     _check_func,
     accumulate_batches,
+    first_batch,
+    is_multi,
     map_values,
+    output_keys,
 )
 from ._cast import to_dtype
 from ._dispatch import is_dask, on_dask
-from ._plan import Plan, Shape, _normalise, _running, make_plan, values_dtype
+from ._plan import Shape, _normalise, _running, make_plan, output_plan, values_dtype
 from ._validate import as_image
 
 __all__ = ["map_batches", "process_batches"]
@@ -182,88 +186,48 @@ def process_batches(
     if is_dask(image):
         return on_dask("process_batches", locals())
     img = as_image(image)
-    plan = make_plan(img.shape, img.dtype, locals(), inputs=(img, image), own_first=True,
+    params = locals()
+    plan = make_plan(img.shape, img.dtype, params, inputs=(img, image), own_first=True,
                      own=lambda: (_check_func(func), _check_batch_size(batch_size))[1])  # fmt: skip
-    if finalize is not None:
-        if not callable(finalize):
-            raise TypeError(f"finalize must be callable, got {type(finalize).__name__}")
-        if out is not None:
-            raise ValueError("out cannot be combined with finalize; drop out=")
+    check_finalize(finalize, out)
     src = plan.source(img)
-    grid = plan.grid
+    grid, c = plan.grid, 3 - plan.grid.ndim
+    origins3 = plan.grid_in.origins3
+    banded = finalize is not None and grid.ndim >= 2
+    n0 = grid.n_patches  # the first accumulate call's patches (a band's, when banded)
+    if banded:
+        n0 = min(n0, rows_per_group(plan) * (n0 // len(origins3[c])))
+    n0 = min(plan.own, n0)
+    first = first_batch(plan, src, func, origins3, n0)
+    keys, outputs = None, [plan]
+    if is_multi(first, n0, plan):
+        if out is not None:
+            raise ValueError("out cannot be combined with several outputs; drop out=")
+        keys = output_keys(first)
+        outputs = [output_plan(plan, params, np.shape(first[k]), k) for k in keys]
+    fins = [finalizer_for(finalize, k, len(outputs)) for k in keys or (0,)]
     with _running(plan.threads, progress, grid.n_patches) as bar:
-        if finalize is not None and grid.ndim >= 2:
-            return _finalized(plan, src, func, finalize, bar)
-        acc = plan.accumulator()
-        accumulate_batches(plan, src, func, plan.grid_in.origins3, plan.out_origins3, acc,
-                           grid.region3, plan.own, bar)  # fmt: skip
-        _normalise(acc, grid, plan.nco, plan.red, E.serial_wanted())
-    result = plan.layout(acc.reshape((*grid.spatial_shape, plan.nco)))
-    result = to_dtype(result, plan.out_dtype, out)
-    return result if finalize is None else finalize(result)
+        pending = [first]
 
+        def accumulate(sub_in, targets):  # the first call takes the first batch's result
+            accumulate_batches(plan, src, func, sub_in, targets, plan.own, bar,
+                               first=pending.pop() if pending else None, keys=keys)  # fmt: skip
 
-# The band of accumulator rows a finalize run holds: this fraction of the whole, at least
-# a few patches high.
-_BAND_FRACTION = 32
-
-
-def _finalized(plan: Plan, src, func, finalize, bar):
-    """:func:`process_batches` with ``finalize``: the patch rows along the first
-    spatial axis run in groups, each into a band of accumulator rows; rows no later
-    patch touches are normalised, converted, finalized and kept, the rest carried on."""
-    grid = plan.grid
-    c = 3 - grid.ndim  # the first spatial axis, canonical
-    region0, sp = grid.region3, grid.spatial3
-    origins3, out_origins3 = plan.grid_in.origins3, plan.out_origins3
-    oi, oo = origins3[c], out_origins3[c]
-    q = grid.patch3[c]
-    total = sp[c]
-    budget = max(total // _BAND_FRACTION, 2 * q)
-    step = int(oo[1] - oo[0]) if len(oo) > 1 else q
-    per_group = max(1, (budget - q) // max(step, 1) + 1)
-    lead = 0 if grid.channel_axis != 0 or not plan.keep_c else 1
-    blocks, carry, lo = [], None, 0
-    for g0 in range(0, len(oi), per_group):
-        g1 = min(g0 + per_group, len(oi))
-        hi = min(int(oo[g1 - 1]) + q - region0[c], total)
-        hi = max(hi, lo if carry is None else lo + carry.shape[c])
-        shape = list(sp)
-        shape[c] = hi - lo
-        band = plan.accumulator(shape)
-        if carry is not None:
-            idx = [slice(None)] * 3
-            idx[c] = slice(0, carry.shape[c])
-            band[tuple(idx)] = carry
-        sub_in = list(origins3)
-        sub_in[c] = oi[g0:g1]
-        sub_out = list(out_origins3)
-        sub_out[c] = oo[g0:g1]
-        r0 = list(region0)
-        r0[c] += lo
-        accumulate_batches(
-            plan, src, func, tuple(sub_in), tuple(sub_out), band, tuple(r0), plan.own, bar
-        )
-        done = total if g1 == len(oi) else min(max(int(oo[g1]) - region0[c], lo), hi)
-        idx = [slice(None)] * 3
-        idx[c] = slice(0, done - lo)
-        finished = np.ascontiguousarray(band[tuple(idx)])
-        idx[c] = slice(done - lo, hi - lo)
-        carry = band[tuple(idx)].copy()
-        if done > lo:
-            _normalise(finished, grid, plan.nco, plan.red, E.serial_wanted(), rows=(c, lo))
-            spatial = list(grid.spatial_shape)
-            spatial[0] = done - lo
-            rows = finished.reshape((*spatial, plan.nco))
-            block = np.asarray(finalize(to_dtype(plan.layout(rows), plan.out_dtype)))
-            if block.ndim <= lead or block.shape[lead] != done - lo:
-                raise ValueError(
-                    f"finalize returned shape {block.shape} for a block of {done - lo} rows; "
-                    f"it must keep the block's length along axis {lead}"
-                )
-            blocks.append(block)
-        lo = done
-    return np.concatenate(blocks, axis=lead)
+        if banded:
+            results = run_banded(plan, outputs, fins, accumulate)
+        else:
+            targets = [(p, p.accumulator(), p.out_origins3, p.grid.region3) for p in outputs]
+            accumulate(origins3, targets)
+            results = []
+            for p, acc, _, _ in targets:
+                _normalise(acc, p.grid, p.nco, p.red, E.serial_wanted())
+                r = p.layout(acc.reshape((*p.grid.spatial_shape, p.nco)))
+                results.append(to_dtype(r, p.out_dtype, out))
+    if not banded:  # 1-D images are finalized whole
+        results = [r if f is None else f(r) for r, f in zip(results, fins)]
+    if keys is None:
+        return results[0]
+    return dict(zip(keys, results)) if isinstance(first, dict) else tuple(results)
 
 
 def map_batches(
@@ -339,3 +303,8 @@ def map_batches(
     with _running(plan.threads, progress, grid.n_patches) as bar:
         map_values(src, func, grid, grid.origins3, plan.acc_dtype, res, plan.own, bar)
     return to_dtype(res.reshape(grid.grid_shape), plan.out_dtype)
+
+
+# process_batches merges several outputs per call (tuples and dicts, each at its own
+# scale); patchjit.torch checks this to merge MONAI outputs at other zooms.
+MULTI_OUTPUT = True

@@ -127,10 +127,54 @@ def test_finalize_errors():
         patchjit.process_batches(img, lambda b: b, 8, finalize=3)
 
 
-def test_dask_refuses_what_it_does_not_take_yet():
+# --- on dask arrays: the same results, chunk by chunk ---------------------------------
+
+
+@pytest.mark.parametrize(("shape", "chunks"), [((37, 29), 10), ((64, 50), (17, 13))])
+@pytest.mark.parametrize("step", [1, 3, 6])
+@pytest.mark.parametrize("edge", ["cover", "pad"])
+def test_dask_margin_box_filter_equals_uniform_filter(shape, chunks, step, edge):
     da = pytest.importorskip("dask.array")
-    img = da.zeros((40, 40), chunks=20)
-    for kw in ({"margin": 1}, {"scale": 2}, {"finalize": lambda b: b}):
-        with pytest.raises(NotImplementedError, match="not supported on dask arrays yet"):
-            patchjit.process_batches(img, lambda b: b, 8, **kw)
-    assert patchjit.process_batches(img, lambda b: b, 8, margin=0, scale=1).shape == (40, 40)
+    img = np.random.default_rng(5).random(shape).astype(np.float32)
+    x = da.from_array(img, chunks=chunks)
+    ref = ndi.uniform_filter(img.astype(np.float64), 3, mode="reflect")
+    kw = {"margin": 1, "pad_mode": "symmetric", "edge": edge}
+    got = patchjit.process_image(x, box3, 8, step, **kw)
+    assert got.chunks == x.chunks
+    np.testing.assert_allclose(got.compute(), ref, atol=1e-6)
+    got = patchjit.process_batches(x, box3_batch, 8, step, **kw)
+    np.testing.assert_allclose(got.compute(scheduler="synchronous"), ref, atol=1e-6)
+
+
+def test_dask_scales_equal_kron_and_block_mean():
+    da = pytest.importorskip("dask.array")
+    img = np.random.default_rng(6).random((64, 48)).astype(np.float32)
+    x = da.from_array(img, chunks=(13, 15))
+    got = patchjit.process_image(x, nearest2, 6, 3, scale=2)
+    assert got.chunks == tuple(tuple(2 * n for n in c) for c in x.chunks)
+    np.testing.assert_allclose(got.compute(), np.kron(img, np.ones((2, 2))), atol=1e-6)
+    half = patchjit.process_batches(
+        x, lambda b: b.reshape(len(b), 4, 2, 4, 2).mean((2, 4)), 8, 4, scale=0.5
+    )
+    assert all(n % 1 == 0 for c in half.chunks for n in c)
+    want = img.reshape(32, 2, 24, 2).mean((1, 3))
+    np.testing.assert_allclose(half.compute(), want, atol=1e-6)
+
+
+def test_dask_finalize_runs_per_chunk():
+    da = pytest.importorskip("dask.array")
+    rgb = np.random.default_rng(7).random((64, 48, 3)).astype(np.float32)
+    x = da.from_array(rgb, chunks=(20, 20, 3))
+
+    def scores(b):
+        return b * np.array([1.0, 2.0, 3.0], np.float32)
+
+    full = patchjit.process_batches(rgb, scores, (8, 8), 4, window="hann")
+    labels = patchjit.process_batches(
+        x, scores, (8, 8), 4, window="hann", finalize=lambda b: b.argmax(-1)
+    )
+    assert labels.chunks == x.chunks[:2]
+    np.testing.assert_array_equal(labels.compute(), full.argmax(-1))
+    bad = patchjit.process_batches(x, scores, (8, 8), 4, finalize=lambda b: b[:1].sum(-1))
+    with pytest.raises(ValueError, match="must keep each chunk's spatial shape"):
+        bad.compute(scheduler="synchronous")

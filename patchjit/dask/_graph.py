@@ -14,8 +14,10 @@ import dask.array as da
 import numpy as np
 
 from .. import _batches as B
+from .._bands import check_finalize
 from .._callback import check_args, resolve
-from .._plan import _patches_layout, make_plan
+from .._layout import _patches_layout
+from .._plan import make_plan
 from ._chunking import (
     _axis_range,
     _channels_last,
@@ -50,6 +52,7 @@ def process_image(
     image, func, patch_shape, step=None, *, overlap=None, args=(), edge="cover", dtype=None,
     threads=None, channel_axis=None, window=None, sigma=None, reduce="mean",
     pad_mode="reflect", pad_value=0, out=None, progress=False, out_channels=None,
+    margin=0, scale=1, finalize=None,
 ):  # fmt: skip
     """Lazy :func:`patchjit.process_image` of a dask array, exact across chunks.
 
@@ -58,6 +61,12 @@ def process_image(
 
     - ``threads``: numba threads inside each dask task, default 1 (dask supplies the
       parallelism). More is useful only with the ``tbb`` or ``omp`` threading layer.
+    - ``margin`` and ``scale`` as in memory; with ``scale`` the result's chunks are the
+      image's times the scale (for a 1/d scale, neighbouring chunks are first merged
+      so that every chunk starts at a multiple of d).
+    - ``finalize`` runs per output chunk (every chunk is a whole block of the result
+      along the channel axis): it must keep each chunk's spatial shape, and may drop
+      or resize the channel axis (e.g. an argmax over classes).
     - ``out`` and ``progress`` are not supported (store the result with
       ``result.store``/``to_zarr``/:func:`to_tiff`; use dask's progress bar).
 
@@ -91,8 +100,9 @@ def process_image(
     def make(tables, norm):
         return _ProcessTask(plan, tables, norm, func, args, take, oview)
 
+    check_finalize(finalize, None)
     name = "patchjit-process-" + _token(image, plan, func, args)
-    return _merge_graph(image, plan, make, name)
+    return _finalized(_merge_graph(image, plan, make, name), plan, finalize)
 
 
 def _merge_graph(image, plan, make_task, name):
@@ -105,6 +115,9 @@ def _merge_graph(image, plan, make_task, name):
     grid, nco, out_dtype = plan.grid, plan.nco, plan.out_dtype
     k, has_c = grid.ndim, grid.channel_axis is not None
     x, user_chunks, depth, cores, regions = _halo_input(image, plan)
+    # the cores and chunks in the result's frame (times the scale)
+    cores = [tuple(int(n * f) for n in c) for c, f in zip(cores, plan.scales)]
+    user_chunks = [tuple(int(n * f) for n in c) for c, f in zip(user_chunks, plan.scales)]
 
     # Per axis and chunk index: core (original frame), patch range, region start,
     # coverage slice. Small tables, computed once here and shipped with the task.
@@ -125,6 +138,7 @@ def _merge_graph(image, plan, make_task, name):
     )  # fmt: skip
     if tuple(cores) != tuple(user_chunks):
         res = res.rechunk((*user_chunks, (nco,)))
+
     if not plan.keep_c:
         return res[..., 0]
     if has_c:
@@ -194,32 +208,46 @@ def _map_graph(image, plan, make_task, name):
 def _halo_input(image, plan):
     """The padded, channels-last input (always with a channel axis, in one chunk),
     chunked so that chunk ``i`` holds output chunk ``i`` and no chunk is shorter than
-    the halo; with the user's spatial chunks, the halo depth per axis, the cores (the
-    output chunks that the tasks compute) and per chunk the region map_overlap hands
-    its task."""
-    grid = plan.grid
+    the halo; with the input's spatial chunks, the halo depth per axis, the cores (the
+    input chunks whose outputs the tasks compute) and per chunk the region map_overlap
+    hands its task. With a margin the input is padded by that much more and the halo
+    is the input patch; with a 1/d scale, chunks are merged so that they start at
+    multiples of d."""
+    grid = plan.grid_in
     k = grid.ndim
     x = _channels_last(image, grid.channel_axis)
     if grid.channel_axis is None:
         x = x[..., None]
-    user_chunks = x.chunks[:k]
-    x = pad(x, grid.pad_width, plan.pad_mode, plan.pad_value)
-    depth = [p - 1 for p in grid.patch_shape]
+    user_chunks = tuple(
+        _multiple_chunks(c, plan.scales[a].denominator) for a, c in enumerate(x.chunks[:k])
+    )
+    widths = [(b + m, a + m) for (b, a), m in zip(grid.pad_width, plan.margin)]
+    x = pad(x.rechunk((*user_chunks, x.chunks[k])), widths, plan.pad_mode, plan.pad_value)
+    depth = [p - 1 for p in plan.in_patch]
     padded, cores, regions = [], [], []
     for a in range(k):
-        b, after = grid.pad_width[a]
+        b, after = widths[a]
         pc, cc = _halo_chunks(user_chunks[a], b, after, depth[a])
         padded.append(pc)
         cores.append(cc)
-        regions.append(_overlap_regions(pc, depth[a], grid.padded_shape[a]))
+        regions.append(_overlap_regions(pc, depth[a], grid.padded_shape[a] + 2 * plan.margin[a]))
     return x.rechunk((*padded, (grid.n_channels,))), user_chunks, depth, cores, regions
+
+
+def _multiple_chunks(chunks, d: int):
+    """``chunks`` merged so that every chunk but the last starts at a multiple of ``d``."""
+    if d == 1:
+        return tuple(chunks)
+    ends = sorted({int(e) - int(e) % d for e in _starts(chunks)[1:-1]} - {0})
+    ends.append(int(sum(chunks)))
+    return tuple(int(n) for n in np.diff([0, *ends]))
 
 
 def process_batches(
     image, func, patch_shape, step=None, *, overlap=None, batch_size=B.DEFAULT_BATCH_SIZE,
     out_channels=None, edge="cover", dtype=None, threads=None, channel_axis=None,
     window=None, sigma=None, reduce="mean", pad_mode="reflect", pad_value=0, out=None,
-    progress=False,
+    progress=False, margin=0, scale=1, finalize=None,
 ):  # fmt: skip
     """Lazy :func:`patchjit.process_batches` of a dask array, exact across chunks.
 
@@ -239,6 +267,8 @@ def process_batches(
     - ``threads``: numba threads for the gather and merge inside each task, default 1
       (the serial kernels; dask supplies the parallelism). No background thread: each
       task gathers, calls ``func`` and merges one batch after the other.
+    - ``margin``, ``scale`` and ``finalize`` as in :func:`process_image`'s twin;
+      ``func`` returns one array (several outputs need the in-memory function).
     - ``out`` and ``progress`` are not supported.
 
     Returns
@@ -270,8 +300,58 @@ def process_batches(
     def make(tables, norm):
         return _BatchTask(plan, tables, norm, func)
 
+    check_finalize(finalize, None)
     name = "patchjit-batches-" + _token(image, plan, func)
-    return _merge_graph(image, plan, make, name)
+    return _finalized(_merge_graph(image, plan, make, name), plan, finalize)
+
+
+def _finalized(res, plan, finalize):
+    """``finalize`` on every chunk of the lazy result (see :func:`process_image`)."""
+    if finalize is None:
+        return res
+    if not callable(finalize):
+        raise TypeError("finalize on a dask array takes one callable (there is one output)")
+    ca = plan.grid.channel_axis if plan.keep_c else None
+    if plan.keep_c and ca is None:
+        ca = res.ndim - 1
+    probe_shape = [1] * res.ndim
+    if ca is not None:
+        probe_shape[ca] = res.shape[ca]
+    probe = np.asarray(finalize(np.zeros(probe_shape, plan.out_dtype)))
+    task = _FinalizeChunk(finalize, ca)
+    if probe.ndim == res.ndim:
+        chunks = list(res.chunks)
+        if ca is not None:
+            chunks[ca] = (probe.shape[ca],)
+        return da.map_blocks(task, res, chunks=tuple(chunks), dtype=probe.dtype,
+                             meta=np.empty((0,) * res.ndim, probe.dtype))  # fmt: skip
+    if ca is not None and probe.ndim == res.ndim - 1:
+        return da.map_blocks(task, res, drop_axis=ca, dtype=probe.dtype,
+                             meta=np.empty((0,) * probe.ndim, probe.dtype))  # fmt: skip
+    raise ValueError(
+        f"finalize returned {probe.ndim} axes for a block of {res.ndim}; on dask arrays it "
+        f"runs per chunk and must keep the spatial axes (it may drop the channel axis)"
+    )
+
+
+class _FinalizeChunk:
+    """``finalize`` on one chunk, checked to keep the chunk's spatial shape."""
+
+    def __init__(self, finalize, channel_axis):
+        self.finalize, self.channel_axis = finalize, channel_axis
+
+    def __call__(self, block):
+        out = np.asarray(self.finalize(block))
+        ca = self.channel_axis
+        keep = [n for a, n in enumerate(block.shape) if a != ca]
+        same_rank = out.ndim == block.ndim
+        got = [n for a, n in enumerate(out.shape) if a != ca or not same_rank]
+        if got != keep:
+            raise ValueError(
+                f"finalize returned shape {out.shape} for a chunk of shape {block.shape}; "
+                f"on dask arrays it must keep each chunk's spatial shape {tuple(keep)}"
+            )
+        return out
 
 
 def map_batches(

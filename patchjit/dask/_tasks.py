@@ -121,7 +121,7 @@ class _ProcessTask:
             src, origins, region0 = self._source(region, rows)
             origins3 = E.canonical3(origins, np.zeros(1, dtype=np.int64))
             region0 = tuple(int(v) for v in E.canonical3(region0, 0))
-            self._accumulate(src, origins3, acc, region0)
+            self._accumulate(src, origins3, acc, region0, self._out_frame(rows))
         with _Launch(self.threads), E.thread_limit(self.threads):
             self.norm(acc, rows, plan.nco, plan.red == "mean")
         result = acc.reshape((*core, plan.nco))
@@ -129,19 +129,38 @@ class _ProcessTask:
             result = result[..., 0]
         return to_dtype(result, plan.out_dtype)
 
-    def _accumulate(self, src, origins3, acc, region0):
-        """Overlap-add the patches at ``origins3`` (``src``'s frame) into ``acc``."""
+    def _out_frame(self, rows):
+        """With a margin or a scale: the output patches' origins and the core's start,
+        both in the result's global padded frame (the input's stay in ``src``'s)."""
+        if self.plan.out_geometry is None:
+            return None
+        g, k = self.grid, self.grid.ndim
+        origins = [g.origins[a][slice(*rows[a][2])] for a in range(k)]
+        region0 = [rows[a][0] + g.pad_width[a][0] for a in range(k)]
+        return (
+            E.canonical3(origins, np.zeros(1, dtype=np.int64)),
+            tuple(int(v) for v in E.canonical3(region0, 0)),
+        )
+
+    def _accumulate(self, src, origins3, acc, region0, out_frame=None):
+        """Overlap-add the patches at ``origins3`` (``src``'s frame) into ``acc``, whose
+        region starts at ``region0`` (or at ``out_frame``'s, see :meth:`_out_frame`)."""
         plan = self.plan
+        geometry = None
+        if out_frame is not None:
+            geometry, region0 = (out_frame[0], self.grid.patch3), out_frame[1]
         E.prepare_process_callback(self.func, self.take, self.oview, src, plan.acc_dtype, self.args)
         with _Launch(self.threads), E.thread_limit(self.threads):
             E.run_accumulate(
-                src, self.take, self.oview, self.func, self.args, origins3, self.grid.patch3,
-                self.grid.n_channels, self.w3, plan.code, acc, region0, nc_out=plan.nco,
+                src, self.take, self.oview, self.func, self.args, origins3, plan.in_patch3,
+                plan.grid_in.n_channels, self.w3, plan.code, acc, region0, nc_out=plan.nco,
+                out_geometry=geometry,
             )  # fmt: skip
 
     def _source(self, region, rows):
-        """The engine's source, patch origins in its frame and the core's start there."""
-        g, k = self.grid, self.grid.ndim
+        """The engine's source, input patch origins in its frame and the core's start
+        there (``rows[a][3]``: where the region starts in the padded source)."""
+        g, k = self.plan.grid_in, self.grid.ndim
         origins = [g.origins[a][slice(*rows[a][2])] - rows[a][3] for a in range(k)]
         region0 = [rows[a][0] + g.pad_width[a][0] - rows[a][3] for a in range(k)]
         return _src4(region, k), origins, region0
@@ -179,12 +198,13 @@ class _BatchTask(_ProcessTask):
     def __init__(self, plan, tables, norm, func):
         super().__init__(plan, tables, norm, func, (), None, None)
 
-    def _accumulate(self, src, origins3, acc, region0):
+    def _accumulate(self, src, origins3, acc, region0, out_frame=None):
         with _Launch(self.threads), E.thread_limit(self.threads):
+            xo, r0 = (origins3, region0) if out_frame is None else out_frame
+            targets = [(self.plan, acc, xo, r0)]
             B.accumulate_batches(
-                self.plan, src, self.func, origins3, origins3, acc, region0, self.plan.own,
-                pipelined=False,
-            )  # fmt: skip
+                self.plan, src, self.func, origins3, targets, self.plan.own, pipelined=False
+            )
 
 
 class _MapBatchTask(_MapTask):
