@@ -484,7 +484,7 @@ def model_frame(image_shape, patch_shape, step, edge, overlap, channel_axis, win
 # --- several outputs: one plan per output, read from its shape ----------------------
 
 
-def _resampled_window(window, shape: tuple):
+def resampled_window(window, shape: tuple):
     """A window array resampled to ``shape`` by nearest-exact indexing (each output
     pixel takes the weight at ``floor((i + 0.5) * n_in / n_out)``), for an output at
     another scale; names and None pass through."""
@@ -554,7 +554,7 @@ def output_plan(plan: Plan, params: dict, shape: tuple, name) -> Plan:
     out_patch = tuple(int(t * f) for t, f in zip(tile, fs))
     _, grid, _ = model_frame(
         grid_in.image_shape, get("patch_shape"), get("step"), get("edge"), get("overlap"),
-        get("channel_axis"), _resampled_window(get("window"), out_patch), get("sigma"),
+        get("channel_axis"), resampled_window(get("window"), out_patch), get("sigma"),
         get("margin", 0), scale,
     )  # fmt: skip
     keep_c = len(shape) == k + 2

@@ -249,18 +249,6 @@ def test_tuple_and_dict_outputs_at_window_size():
     assert isinstance(one, torch.Tensor)
 
 
-# Outputs at another zoom need process_batches' multi-resolution outputs (issue 19:
-# ``scale=``, tuple/dict results). Until that lands these xfail (strictly: once
-# process_batches has ``scale=``, they run and must pass).
-_ZOOM = pytest.mark.xfail(
-    not pjt._multi_output_supported(),
-    reason="needs process_batches(scale=...) with tuple/dict outputs (issue 19)",
-    raises=NotImplementedError,
-    strict=True,
-)
-
-
-@_ZOOM
 def test_zoomed_tuple_and_dict_outputs():
     x = random((1, 6, 20, 20), seed=13)
 
@@ -278,7 +266,6 @@ def test_zoomed_tuple_and_dict_outputs():
         close(ours[key], theirs[key], torch.float32)
 
 
-@_ZOOM
 def test_zoomed_up_output_and_padding():
     x = random((2, 1, 6, 16), seed=14)
 
@@ -286,6 +273,74 @@ def test_zoomed_up_output_and_padding():
         return torch.nn.functional.interpolate(mean_scaled(w), scale_factor=2, mode="nearest")
 
     close(OURS(x, (8, 8), 3, up, 0.5), MONAI(x, (8, 8), 3, up, 0.5), torch.float32)
+
+
+def _zoomed_pair(w):
+    """A content-dependent output at x2 and one at x0.5 (two zooms per call)."""
+    up = torch.nn.functional.interpolate(mean_scaled(w), scale_factor=2, mode="nearest")
+    pooled = {1: torch.nn.functional.avg_pool1d, 2: torch.nn.functional.avg_pool2d}
+    pooled[3] = torch.nn.functional.avg_pool3d
+    return up, pooled[w.ndim - 2](mean_scaled(w) ** 2, 2)
+
+
+@pytest.mark.parametrize(
+    "shape, roi",
+    [((2, 2, 20, 24), (8, 8)), ((1, 1, 12, 10, 16), (4, 4, 8)), ((3, 1, 32), (8,))],
+)
+def test_zoomed_outputs_gaussian_match_monai(shape, roi):
+    x = random(shape, seed=17)
+    kw = {"overlap": 0.5, "mode": "gaussian", "sigma_scale": 0.2}
+    ours = OURS(x, roi, 3, _zoomed_pair, **kw)
+    theirs = MONAI(x, roi, 3, _zoomed_pair, **kw)
+    assert [o.shape for o in ours] == [t.shape for t in theirs]
+    for o, t in zip(ours, theirs):
+        close(o, t, torch.float32)
+
+
+def test_zoomed_outputs_with_process_fn_weights_match_monai():
+    x = random((2, 1, 16, 20), seed=18)
+
+    def process(outs, windows, weights):  # weights that change from batch to batch
+        return list(outs), weights * (1.0 + windows.mean())
+
+    kw = {"overlap": 0.5, "mode": "gaussian", "process_fn": process}
+    ours = OURS(x, (8, 8), 2, _zoomed_pair, **kw)
+    theirs = MONAI(x, (8, 8), 2, _zoomed_pair, **kw)
+    for o, t in zip(ours, theirs):
+        close(o, t, torch.float32)
+
+
+def test_zoom_weights_that_would_differ_from_monai_are_refused():
+    # MONAI resizes the weights 8 -> 4 -> 16 (window pixels 1, 1, 1, 1, 3, ...);
+    # resizing the window straight to 16 takes 0, 0, 1, 1, ...: a silent difference
+    x = random((1, 1, 16, 16), seed=19)
+
+    def pred(w):
+        down = torch.nn.functional.avg_pool2d(w, 2)
+        return down, torch.nn.functional.interpolate(w, scale_factor=2, mode="nearest")
+
+    with pytest.raises(NotImplementedError, match="MONAI, which resizes the weights"):
+        OURS(x, (8, 8), 2, pred, 0.5, "gaussian")
+    # constant weights are ones at every size: nothing to refuse
+    close(OURS(x, (8, 8), 2, pred, 0.5)[1], MONAI(x, (8, 8), 2, pred, 0.5)[1], torch.float32)
+
+
+def test_inferer_takes_monai_positional_arguments():
+    import inspect
+
+    x = random((1, 2, 17, 15), seed=20)
+    # MONAI's order: roi_size, sw_batch_size, overlap, mode, sigma_scale, padding_mode
+    ours = pjt.SlidingWindowInferer((8, 6), 3, 0.4, "gaussian", 0.3, "replicate")
+    theirs = monai_inferers.SlidingWindowInferer((8, 6), 3, 0.4, "gaussian", 0.3, "replicate")
+    close(ours(x, mean_scaled), theirs(x, mean_scaled), torch.float32)
+    assert ours.sw_batch_size == 3 and ours.sigma_scale == 0.3 and ours.cpu_thresh is None
+    names = list(inspect.signature(pjt.SlidingWindowInferer).parameters)
+    assert names[:4] == ["roi_size", "sw_batch_size", "overlap", "mode"]
+    assert names[9:12] == ["progress", "cache_roi_weight_map", "cpu_thresh"]
+    with pytest.raises(TypeError, match="bogus"):
+        pjt.SlidingWindowInferer((8, 8), bogus=1)
+    with pytest.raises(ValueError, match="mode must be one of"):
+        pjt.SlidingWindowInferer((8, 8), 1, 0.25, "triangle")
 
 
 def test_inferer_object_matches_monai():
