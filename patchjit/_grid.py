@@ -7,6 +7,7 @@ patches times the patch size.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -115,17 +116,17 @@ class PatchGrid:
 
     def __init__(
         self,
-        image_shape,
-        patch_shape,
-        step=None,
+        image_shape: Sequence[int],
+        patch_shape: int | Sequence[int],
+        step: int | Sequence[int] | None = None,
         edge: str = "cover",
         *,
-        overlap=None,
-        channel_axis=None,
-        window=None,
-        sigma=None,
+        overlap: float | Sequence[float] | None = None,
+        channel_axis: int | None = None,
+        window: str | np.ndarray | None = None,
+        sigma: float | Sequence[float] | None = None,
         centered: bool = False,
-    ):
+    ) -> None:
         image_shape = tuple(int(n) for n in image_shape)
         if not image_shape or any(n < 1 for n in image_shape):
             raise ValueError(f"image shape {image_shape} is empty; every axis must be >= 1")

@@ -31,6 +31,7 @@ PAD_MODES = ("reflect", "symmetric", "edge", "constant", "wrap", "linear_ramp",
              "maximum", "mean", "median", "minimum")  # fmt: skip
 # A size for every spatial axis, or one per axis (the public signatures' hint).
 Shape = int | Sequence[int]
+Floats = float | Sequence[float]  # a number, or one per axis
 
 _RED_CODES = {"mean": K.SUM, "sum": K.SUM, "max": K.MAX, "min": K.MIN}
 

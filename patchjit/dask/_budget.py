@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from .. import _engine as E
 
@@ -12,8 +14,10 @@ _SCRATCH_BYTES = getattr(E, "_WAVE_BYTES", 8 << 20)
 
 
 def chunks_for_budget(
-    shape, dtype, patch_shape, max_memory, *, workers=None, out_dtype=None, read_unit=None
-):
+    shape: Sequence[int], dtype: DTypeLike, patch_shape: int | Sequence[int],
+    max_memory: int, *, workers: int | None = None, out_dtype: DTypeLike | None = None,
+    read_unit: Sequence[int] | None = None,
+) -> tuple[int, ...]:  # fmt: skip
     """Chunk shape that keeps chunk-wise processing within ``max_memory`` bytes.
 
     Counts, per task in flight: the chunk with its ``patch - 1`` halo on each side, in

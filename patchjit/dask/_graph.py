@@ -9,15 +9,17 @@ the per-chunk tasks in :mod:`._tasks`; the scheme is in :mod:`patchjit.dask`.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Sequence
 
 import dask.array as da
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from .. import _batches as B
 from .._bands import check_finalize
 from .._callback import check_args, resolve
 from .._layout import _patches_layout
-from .._plan import make_plan
+from .._plan import Floats, Shape, make_plan
 from ._chunking import (
     _axis_range,
     _channels_last,
@@ -49,11 +51,14 @@ def _plan(image, params, own=None, own_first=False):
 
 
 def process_image(
-    image, func, patch_shape, step=None, *, overlap=None, args=(), edge="cover", dtype=None,
-    threads=None, channel_axis=None, window=None, sigma=None, reduce="mean",
-    pad_mode="reflect", pad_value=0, out=None, progress=False, out_channels=None,
-    margin=0, scale=1, finalize=None,
-):  # fmt: skip
+    image: da.Array, func: Callable, patch_shape: Shape, step: Shape | None = None, *,
+    overlap: Floats | None = None, args: tuple = (), edge: str = "cover",
+    dtype: DTypeLike | None = None, threads: int | None = None, channel_axis: int | None = None,
+    window: str | ArrayLike | None = None, sigma: Floats | None = None, reduce: str = "mean",
+    pad_mode: str = "reflect", pad_value: float = 0, out: None = None, progress: bool = False,
+    out_channels: int | None = None, margin: Shape = 0, scale: Floats = 1,
+    finalize: Callable | None = None,
+) -> da.Array:  # fmt: skip
     """Lazy :func:`patchjit.process_image` of a dask array, exact across chunks.
 
     Called by :func:`patchjit.process_image` when ``image`` is a
@@ -147,9 +152,11 @@ def _merge_graph(image, plan, make_task, name):
 
 
 def map_patches(
-    image, func, patch_shape, step=None, *, overlap=None, args=(), edge="valid", dtype=None,
-    threads=None, channel_axis=None, pad_mode="reflect", pad_value=0, progress=False,
-):  # fmt: skip
+    image: da.Array, func: Callable, patch_shape: Shape, step: Shape | None = None, *,
+    overlap: Floats | None = None, args: tuple = (), edge: str = "valid",
+    dtype: DTypeLike | None = None, threads: int | None = None, channel_axis: int | None = None,
+    pad_mode: str = "reflect", pad_value: float = 0, progress: bool = False,
+) -> da.Array:  # fmt: skip
     """Lazy :func:`patchjit.map_patches` of a dask array; bitwise equal to in memory.
 
     Called by :func:`patchjit.map_patches` for a :class:`dask.array.Array`. Patch ``i``
@@ -244,11 +251,14 @@ def _multiple_chunks(chunks, d: int):
 
 
 def process_batches(
-    image, func, patch_shape, step=None, *, overlap=None, batch_size=B.DEFAULT_BATCH_SIZE,
-    out_channels=None, edge="cover", dtype=None, threads=None, channel_axis=None,
-    window=None, sigma=None, reduce="mean", pad_mode="reflect", pad_value=0, out=None,
-    progress=False, margin=0, scale=1, finalize=None,
-):  # fmt: skip
+    image: da.Array, func: Callable, patch_shape: Shape, step: Shape | None = None, *,
+    overlap: Floats | None = None, batch_size: int = B.DEFAULT_BATCH_SIZE,
+    out_channels: int | None = None, edge: str = "cover", dtype: DTypeLike | None = None,
+    threads: int | None = None, channel_axis: int | None = None,
+    window: str | ArrayLike | None = None, sigma: Floats | None = None, reduce: str = "mean",
+    pad_mode: str = "reflect", pad_value: float = 0, out: None = None, progress: bool = False,
+    margin: Shape = 0, scale: Floats = 1, finalize: Callable | None = None,
+) -> da.Array:  # fmt: skip
     """Lazy :func:`patchjit.process_batches` of a dask array, exact across chunks.
 
     Called by :func:`patchjit.process_batches` when ``image`` is a
@@ -355,10 +365,12 @@ class _FinalizeChunk:
 
 
 def map_batches(
-    image, func, patch_shape, step=None, *, overlap=None, batch_size=B.DEFAULT_BATCH_SIZE,
-    edge="valid", dtype=None, threads=None, channel_axis=None, pad_mode="reflect",
-    pad_value=0, progress=False,
-):  # fmt: skip
+    image: da.Array, func: Callable, patch_shape: Shape, step: Shape | None = None, *,
+    overlap: Floats | None = None, batch_size: int = B.DEFAULT_BATCH_SIZE,
+    edge: str = "valid", dtype: DTypeLike | None = None, threads: int | None = None,
+    channel_axis: int | None = None, pad_mode: str = "reflect", pad_value: float = 0,
+    progress: bool = False,
+) -> da.Array:  # fmt: skip
     """Lazy :func:`patchjit.map_batches` of a dask array; bitwise equal to in memory.
 
     Called by :func:`patchjit.map_batches` for a :class:`dask.array.Array`. Chunks as
@@ -387,10 +399,12 @@ def map_batches(
 
 
 def unpatchify(
-    patches, image_shape, step=None, *, overlap=None, edge=None, channel_axis=None,
-    window=None, sigma=None, reduce="mean", dtype=None, out=None, threads=None,
-    progress=False,
-):  # fmt: skip
+    patches: da.Array, image_shape: Sequence[int], step: Shape | None = None, *,
+    overlap: Floats | None = None, edge: str | None = None, channel_axis: int | None = None,
+    window: str | ArrayLike | None = None, sigma: Floats | None = None, reduce: str = "mean",
+    dtype: DTypeLike | None = None, out: None = None, threads: int | None = None,
+    progress: bool = False,
+) -> da.Array:  # fmt: skip
     """Lazy :func:`patchjit.unpatchify` of a dask array of patches.
 
     Called by :func:`patchjit.unpatchify` for a :class:`dask.array.Array` (grid or

@@ -8,6 +8,8 @@ import itertools
 import math
 import os
 import tempfile
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import dask.array as da
 import numpy as np
@@ -16,7 +18,10 @@ from ._budget import chunks_for_budget
 from ._graph import process_image
 
 
-def from_tiff(path, chunks=None, *, series=0, level=0):
+def from_tiff(
+    path: str | os.PathLike, chunks: int | Sequence[int] | str | None = None, *,
+    series: int = 0, level: int = 0,
+) -> da.Array:  # fmt: skip
     """Open a TIFF lazily as a dask array; each task reads only what its chunk needs.
 
     Nothing is read until the array is computed. Uncompressed data stored contiguously
@@ -128,7 +133,10 @@ def _file_token(path, offset):
     return tokenize(os.path.realpath(path), offset, st.st_size, st.st_mtime_ns)
 
 
-def to_tiff(arr, path, *, tile=(256, 256), compression=None, scheduler=None, **kwargs):
+def to_tiff(
+    arr: da.Array, path: str | os.PathLike, *, tile: Sequence[int] | None = (256, 256),
+    compression: Any = None, scheduler: Any = None, **kwargs: Any,
+) -> None:  # fmt: skip
     """Compute a 2-D (optionally channels-last) dask array into a tiled TIFF, band by band.
 
     tifffile writes tiles sequentially, so the array is computed one band of rows at a
@@ -224,9 +232,11 @@ def _replacing(path):
 
 
 def process_file(
-    src_path, dst_path, func, patch_shape, step=None, *, max_memory, workers=None,
-    tile=(256, 256), **kwargs,
-):  # fmt: skip
+    src_path: str | os.PathLike, dst_path: str | os.PathLike, func: Callable,
+    patch_shape: int | Sequence[int], step: int | Sequence[int] | None = None, *,
+    max_memory: int, workers: int | None = None, tile: Sequence[int] | None = (256, 256),
+    **kwargs: Any,
+) -> tuple[int, ...]:  # fmt: skip
     """Process a TIFF or zarr image chunk-wise within a memory budget; write TIFF or zarr.
 
     The entry point for the command line's ``--max-memory``: reads ``src_path`` lazily

@@ -14,7 +14,9 @@ from ._args import MODES, checked_name
 WEIGHT_FLOOR = 1e-3  # MONAI raises every gaussian weight below this to it
 
 
-def importance_map(roi_size, mode="constant", sigma_scale=0.125) -> torch.Tensor:
+def importance_map(
+    roi_size: Sequence[int], mode: str = "constant", sigma_scale: float | Sequence[float] = 0.125
+) -> torch.Tensor:
     """MONAI's per-window weights, float32, of shape ``roi_size``.
 
     ``"constant"``: ones. ``"gaussian"``: per axis ``exp(-x**2 / (2 sigma**2))`` at
