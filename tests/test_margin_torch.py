@@ -39,10 +39,10 @@ def _data(shape, c_in, c_out, seed=0):
     return img, weight
 
 
-def _reference(img, weight):
-    """torch conv2d over the reflect-padded whole image, channels last: (H, W, K)."""
+def _reference(img, weight, pad_mode="reflect"):
+    """torch conv2d over the padded whole image (np.pad), channels last: (H, W, K)."""
     x = img if img.ndim == 3 else img[..., None]
-    padded = np.pad(x, ((MARGIN, MARGIN), (MARGIN, MARGIN), (0, 0)), mode="reflect")
+    padded = np.pad(x, ((MARGIN, MARGIN), (MARGIN, MARGIN), (0, 0)), mode=pad_mode)
     with torch.inference_mode():
         y = torch.nn.functional.conv2d(
             torch.from_numpy(padded).permute(2, 0, 1)[None], torch.from_numpy(weight)
@@ -85,8 +85,8 @@ def _batch_kwargs(c_out):
     return kw
 
 
-def _want(img, weight, c_out):
-    ref = _reference(img, weight)
+def _want(img, weight, c_out, pad_mode="reflect"):
+    ref = _reference(img, weight, pad_mode)
     return ref[..., 0] if c_out is None else ref
 
 
@@ -113,6 +113,32 @@ def test_dask_batches_valid_conv_equals_torch_on_padded_image(shape, patch, step
     assert got.chunks[:2] == x.chunks[:2]
     assert len(got.chunks[0]) > 1 and len(got.chunks[1]) > 1
     np.testing.assert_allclose(got.compute(), want, rtol=0, atol=ATOL)
+
+
+@pytest.mark.parametrize(
+    ("pad_mode", "edge", "window", "chunks"),
+    [
+        ("symmetric", "cover", None, None),
+        ("edge", "pad", "hann", None),
+        ("wrap", "cover", "gaussian", None),
+        ("reflect", "cover", "hann", (3, 4)),  # chunks smaller than the tile and the margin
+        ("symmetric", "pad", None, (10, 11)),
+        ("reflect", "pad", "triangle", (5, 7)),
+    ],
+)
+def test_valid_conv_other_pad_modes_edges_windows(pad_mode, edge, window, chunks):
+    # every tile covering a pixel gives the same value there: any window, any edge rule
+    img, weight = _data((37, 53), 3, 2, seed=4)
+    want = _want(img, weight, 2, pad_mode)
+    func = _conv_batches(weight, squeeze=False)
+    kw = {**_batch_kwargs(2), "pad_mode": pad_mode, "edge": edge, "window": window}
+    if chunks is None:
+        got = patchjit.process_batches(img, func, (12, 12), 3, **kw)
+    else:
+        da = pytest.importorskip("dask.array")
+        x = da.from_array(img, chunks=(*chunks, -1))
+        got = patchjit.dask.process_batches(x, func, (12, 12), 3, **kw).compute()
+    np.testing.assert_allclose(got, want, rtol=0, atol=ATOL)
 
 
 # the numba callback sees channels last: grey images get a channel axis of 1
@@ -145,3 +171,15 @@ def test_dask_process_image_valid_conv_callback_equals_torch(shape, patch, step,
     )  # fmt: skip
     assert got.chunks[:2] == x.chunks[:2]
     np.testing.assert_allclose(got.compute(), want, rtol=0, atol=ATOL)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="with margin=, a tile larger than the image is reported as 'patch_shape (8, 8)', "
+    "which the caller never passed (patch_shape=(12, 12), margin=2); the message names "
+    "neither the margin nor the patch_shape given",
+)
+def test_tile_larger_than_image_error_names_patch_shape_and_margin():
+    img = np.zeros((9, 7), np.float32)
+    with pytest.raises(ValueError, match=r"margin|\(12, 12\)"):
+        patchjit.process_batches(img, lambda b: b[:, 2:-2, 2:-2], (12, 12), 3, margin=MARGIN)
