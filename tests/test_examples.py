@@ -14,6 +14,32 @@ def test_example_scripts_run(script, capsys):
     assert "PSNR" in capsys.readouterr().out or script == "quickstart.py"
 
 
+# margin=, scale=, finalize= examples: (script, the check line it prints, needs torch);
+# each script exits 1 when its check fails
+MODEL_OUTPUT_EXAMPLES = [
+    pytest.param(
+        "unet_overlap_tile.py",
+        "whole-image forward on the mirrored image",
+        True,
+        marks=pytest.mark.torch,
+    ),
+    pytest.param("super_resolution.py", "max |tiled - whole|", True, marks=pytest.mark.torch),
+    ("segmentation_finalize.py", "labels == argmax of the full result: True", False),
+]
+
+
+@pytest.mark.parametrize(("script", "check", "needs_torch"), MODEL_OUTPUT_EXAMPLES)
+def test_model_output_examples_pass_their_checks(script, check, needs_torch, capsys):
+    if needs_torch:
+        pytest.importorskip("torch")
+    with pytest.raises(SystemExit) as stop:
+        runpy.run_path(str(EXAMPLES / script), run_name="__main__")
+    captured = capsys.readouterr()
+    assert stop.value.code == 0, captured.err
+    assert check in captured.out
+    assert "MISMATCH" not in captured.err
+
+
 def test_tour_notebook_executes(tmp_path):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
