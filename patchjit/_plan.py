@@ -119,20 +119,39 @@ def _check_window(grid: PatchGrid, acc_dtype) -> None:
     check_representable(grid.window_array, acc_dtype, grid.window, sigma)
 
 
-def _check_merge_geometry(grid: PatchGrid, reduce):
+def tile_note(margin, patch_shape=None) -> str:
+    """What a grid message's "patch_shape" is when the call has a margin: the output
+    tile (empty without a margin)."""
+    if not any(margin):
+        return ""
+    m = margin[0] if len(set(margin)) == 1 else tuple(margin)
+    given = f"patch_shape {tuple(patch_shape)}" if patch_shape is not None else "patch_shape"
+    tile = (
+        "" if patch_shape is None else f" = {tuple(a - 2 * b for a, b in zip(patch_shape, margin))}"
+    )
+    return f" (with margin={m}, the output tile is {given} - 2 * margin{tile})"
+
+
+def _check_merge_geometry(grid: PatchGrid, reduce, grid_in=None, margin=()):
+    """The reduction, checked against the window (``grid``, the result's) and the
+    coverage of the output tiles (``grid_in``, on the image; messages name the
+    ``patch_shape`` given where the call has a ``margin``)."""
     red = check_choice(reduce, "reduce", REDUCTIONS)
     if red in ("max", "min") and grid.window is not None:
         raise ValueError(
             f"window={grid.window!r} cannot be combined with reduce={red!r}; windows "
             f"weight the 'mean' and 'sum' reductions only"
         )
-    if grid.edge != "valid":
-        gaps = [a for a, (p, s) in enumerate(zip(grid.patch_shape, grid.step)) if s > p]
+    tiles = grid if grid_in is None else grid_in
+    if tiles.edge != "valid":
+        gaps = [a for a, (p, s) in enumerate(zip(tiles.patch_shape, tiles.step)) if s > p]
         if gaps:
+            given = tuple(t + 2 * m for t, m in zip(tiles.patch_shape, margin))
             raise ValueError(
-                f"step {grid.step} is larger than patch_shape {grid.patch_shape} on axis "
-                f"{gaps[0]}, so edge={grid.edge!r} cannot cover every pixel; use "
+                f"step {tiles.step} is larger than patch_shape {tiles.patch_shape} on axis "
+                f"{gaps[0]}, so edge={tiles.edge!r} cannot cover every pixel; use "
                 f"edge='valid' (uncovered pixels become NaN) or a step <= the patch size"
+                f"{tile_note(margin, given)}"
             )
     return red
 
@@ -266,7 +285,7 @@ def make_plan(image_shape, image_dtype, params: dict, *, own=None, own_first=Fal
     else:
         grid_in, margin = grid, (0,) * grid.ndim
     if merging:
-        red = _check_merge_geometry(grid, red)
+        red = _check_merge_geometry(grid, red, grid_in, margin)
     pad_mode, pad_value = get("pad_mode"), get("pad_value", 0)
     if pad_mode is not None:
         _check_pad(grid, np.dtype(image_dtype), pad_mode, pad_value, padded=any(margin))
@@ -440,10 +459,13 @@ def model_frame(image_shape, patch_shape, step, edge, overlap, channel_axis, win
             f"margin {m} leaves no output of patch_shape {p}: the output tile is "
             f"patch - 2 * margin = {tile}; use a margin below {tuple((a - 1) // 2 for a in p)}"
         )
-    grid_in = PatchGrid(
-        image_shape, tile, step, edge, overlap=overlap, channel_axis=channel_axis,
-        centered=centered,
-    )  # fmt: skip
+    try:
+        grid_in = PatchGrid(
+            image_shape, tile, step, edge, overlap=overlap, channel_axis=channel_axis,
+            centered=centered,
+        )  # fmt: skip
+    except ValueError as exc:  # the grid's messages name the tile: say where it comes from
+        raise ValueError(f"{exc}{tile_note(m, p)}") from None
     bad = []  # the scaled sizes must be whole numbers
     for a, f in enumerate(s):
         sizes = (grid_in.spatial_shape[a], tile[a], grid_in.step[a])

@@ -178,3 +178,12 @@ def test_dask_finalize_runs_per_chunk():
     bad = patchjit.process_batches(x, scores, (8, 8), 4, finalize=lambda b: b[:1].sum(-1))
     with pytest.raises(ValueError, match="must keep each chunk's spatial shape"):
         bad.compute(scheduler="synchronous")
+
+
+def test_grid_errors_with_a_margin_name_the_patch_shape_and_the_margin():
+    # the grid is the output tiles' (patch - 2 * margin); its message says so
+    img = np.zeros((9, 7), np.float32)
+    with pytest.raises(ValueError, match=r"larger than.*margin=2.*\(12, 12\) - 2 \* margin"):
+        patchjit.process_batches(img, lambda b: b[:, 2:-2, 2:-2], (12, 12), 3, margin=2)
+    with pytest.raises(ValueError, match=r"step.*margin=\(1, 2\)"):
+        patchjit.process_batches(np.zeros((40, 40)), lambda b: b, (12, 12), 11, margin=(1, 2))

@@ -171,15 +171,3 @@ def test_dask_process_image_valid_conv_callback_equals_torch(shape, patch, step,
     )  # fmt: skip
     assert got.chunks[:2] == x.chunks[:2]
     np.testing.assert_allclose(got.compute(), want, rtol=0, atol=ATOL)
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="with margin=, a tile larger than the image is reported as 'patch_shape (8, 8)', "
-    "which the caller never passed (patch_shape=(12, 12), margin=2); the message names "
-    "neither the margin nor the patch_shape given",
-)
-def test_tile_larger_than_image_error_names_patch_shape_and_margin():
-    img = np.zeros((9, 7), np.float32)
-    with pytest.raises(ValueError, match=r"margin|\(12, 12\)"):
-        patchjit.process_batches(img, lambda b: b[:, 2:-2, 2:-2], (12, 12), 3, margin=MARGIN)
