@@ -49,7 +49,7 @@ def _per_patch_axis(values: tuple | None, k: int, flag: str) -> tuple | None:
     if values is None:
         return None
     if len(values) not in (1, k):
-        raise UsageError(f"{flag} need 1 or {k} values (one per patch axis), got {len(values)}")
+        raise UsageError(f"{flag}: give 1 or {k} values (one per patch axis), got {len(values)}")
     return values * k if len(values) == 1 else values
 
 
@@ -532,8 +532,8 @@ exit status:
   0    every file done (or skipped because its output exists)
   1    some file failed; each is reported by name with the reason, the rest are done
   2    usage error, found before any file is read (unknown op, bad --param,
-       --step larger than the patch without --edge valid, --func that cannot be
-       imported, output folder inside an input folder)
+       --margin or --scale, --step larger than the patch without --edge valid,
+       --func that cannot be imported, output folder inside an input folder)
   130  interrupted (Ctrl-C, also with --jobs: workers are stopped at once); no
        partial output file is left behind and nothing is written after it
 """
