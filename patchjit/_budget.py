@@ -24,12 +24,13 @@ __all__ = ["CLIP_WARNING", "ClipTally", "estimate", "fits", "format_size"]
 CLIP_WARNING = 1e-3
 
 
-def estimate(src: Path, out_dtype=None) -> int:
+def estimate(src: Path, out_dtype=None, area_scale: float = 1.0) -> int:
     """Bytes that processing ``src`` in memory needs: image + float accumulator + output.
 
     From the file's header only (no pixels read); the in-memory path holds a few more
     temporary copies, so this is a lower bound on its peak. ``out_dtype``: the output
-    dtype (default the stored one).
+    dtype (default the stored one). ``area_scale``: output pixels per input pixel
+    (``--scale`` 2 on both axes of a plane: 4); the accumulator and the output grow by it.
     """
     from ._engine import accumulation_dtype
 
@@ -37,12 +38,12 @@ def estimate(src: Path, out_dtype=None) -> int:
     n = int(np.prod(shape, dtype=np.int64))
     acc = accumulation_dtype(np.float32 if dtype == np.bool_ else dtype).itemsize
     out = np.dtype(out_dtype or dtype).itemsize
-    return n * (dtype.itemsize + acc + out)
+    return int(n * (dtype.itemsize + (acc + out) * area_scale))
 
 
-def fits(src: Path, budget: int | None, out_dtype=None) -> bool:
+def fits(src: Path, budget: int | None, out_dtype=None, area_scale: float = 1.0) -> bool:
     """Whether ``src`` fits ``budget`` bytes (always, without a budget)."""
-    return budget is None or estimate(src, out_dtype) <= budget
+    return budget is None or estimate(src, out_dtype, area_scale) <= budget
 
 
 def format_size(n: int) -> str:

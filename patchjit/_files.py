@@ -117,7 +117,7 @@ class Picture:
     options: dict
 
     def full(self, result: np.ndarray) -> np.ndarray:
-        """``result`` (shaped like :attr:`pixels`) with the alpha samples put back.
+        """``result`` (shaped like :attr:`pixels`, or scaled) with the alpha samples put back.
 
         The result is in the stored axis order, ready to write; alpha is rescaled to
         ``result``'s dtype by :func:`rescale_alpha` (same opacity, not wrapped).
@@ -127,7 +127,18 @@ class Picture:
         s = self.options["sample_axis"]
         if "S" not in self.axes:
             result = np.expand_dims(result, s)
-        return np.concatenate([result, rescale_alpha(self.alpha, result.dtype)], axis=s)
+        alpha = rescale_alpha(_resize_nearest(self.alpha, result.shape, s), result.dtype)
+        return np.concatenate([result, alpha], axis=s)
+
+
+def _resize_nearest(a: np.ndarray, shape: tuple, skip: int) -> np.ndarray:
+    """``a`` resized to ``shape`` on every axis but ``skip``, nearest-exact: pixel ``i``
+    of ``n_out`` takes ``floor((i + 0.5) * n_in / n_out)`` (alpha under ``--scale``)."""
+    for axis, (n_in, n_out) in enumerate(zip(a.shape, shape)):
+        if axis != skip % a.ndim and n_in != n_out:
+            index = ((np.arange(n_out) + 0.5) * n_in / n_out).astype(np.intp)
+            a = np.take(a, index, axis=axis)
+    return a
 
 
 def rescale_alpha(alpha: np.ndarray, dtype) -> np.ndarray:

@@ -46,6 +46,8 @@ class Job:
     patch, ``--overlap`` turned into a step). ``batch``: ``func`` is a batch function
     run by :func:`patchjit.process_batches` with this batch size. ``max_memory``:
     bytes; a file whose processing needs more goes out of core (:mod:`patchjit._large`).
+    ``margin``, ``scale`` (one per patch axis) and ``pad_mode``: passed to the API for
+    ``func``; None for the API's defaults (no margin, scale 1, ``"reflect"``).
     """
 
     op: str | None
@@ -60,6 +62,19 @@ class Job:
     quality: int | None = None
     batch: int | None = None
     max_memory: int | None = None
+    margin: tuple[int, ...] | None = None
+    scale: tuple[float, ...] | None = None
+    pad_mode: str | None = None
+
+    def model_options(self) -> dict:
+        """``margin``, ``scale`` and ``pad_mode`` as keywords of the API (given ones only)."""
+        given = {"margin": self.margin, "scale": self.scale, "pad_mode": self.pad_mode}
+        return {k: v for k, v in given.items() if v is not None}
+
+    @property
+    def area_scale(self) -> float:
+        """Output pixels per input pixel over a plane or volume (the product of ``scale``)."""
+        return float(np.prod(self.scale)) if self.scale is not None else 1.0
 
     def runner(self) -> Runner:
         """Resolve the op or import the callback (once per process)."""
@@ -84,7 +99,8 @@ class Runner:
         self.patch = job.patch
 
     def apply(self, picture: Picture, threads=None, progress=False) -> np.ndarray:
-        """The float result for ``picture.pixels``: same shape and axis order."""
+        """The float result for ``picture.pixels``: same axis order, and same shape but
+        for ``--scale`` (the patch axes times the scale)."""
         axes = picture.axes
         spatial = _spatial_axes(axes, self.n_spatial)
         channels = "S" if "S" in axes else ""
@@ -98,8 +114,8 @@ class Runner:
         for index in planes:
             part = np.ascontiguousarray(x[index])
             result = self._run(part, bool(channels), threads, progress and len(planes) == 1)
-            if out is None:
-                out = np.empty(x.shape, result.dtype)
+            if out is None:  # with --scale, each plane's result is its size times the scale
+                out = np.empty(x.shape[: len(stack)] + result.shape, result.dtype)
             out[index] = result
         return np.transpose(out, np.argsort(order))
 
@@ -115,13 +131,14 @@ class Runner:
             return process_batches(image, self.func, patch, step, batch_size=job.batch,
                                    edge=job.edge or "cover", window=job.window,
                                    threads=threads, channel_axis=-1 if channels else None,
-                                   progress=progress)  # fmt: skip
+                                   progress=progress, **job.model_options())  # fmt: skip
         if self.op is not None:
             return self.op(image, patch, step, edge=job.edge, window=job.window,
                            threads=threads, progress=progress, **dict(job.params))  # fmt: skip
         return process_image(image, self.func, patch, step, args=job.args,
                              edge=job.edge or "cover", window=job.window, threads=threads,
-                             channel_axis=-1 if channels else None, progress=progress)  # fmt: skip
+                             channel_axis=-1 if channels else None, progress=progress,
+                             **job.model_options())  # fmt: skip
 
 
 def _spatial_axes(axes: str, n_spatial: int) -> str:
@@ -194,7 +211,7 @@ def process_file(runner: Runner, src: Path, dst: Path, threads=None, progress=Fa
     """
     try:
         job = runner.job
-        if not fits(src, job.max_memory, job.dtype):
+        if not fits(src, job.max_memory, job.dtype, job.area_scale):
             mpix, warning = _large.process(runner, src, dst, threads)
             return FileResult("done", src, str(dst), mpix, warning)
         picture = load(src)

@@ -10,8 +10,9 @@ through tifffile's zarr store, processed by :func:`patchjit.dask.process_image` 
 in-memory one (bit for bit for map ops; to float rounding for overlapping means).
 
 Supported: 2-D TIFFs, grey (``YX``) or with colour samples last (``YXS``), without
-alpha, a 2-size patch, ``--func`` or a built-in op (ops on grey images only). Anything
-else is a per-file failure that says so.
+alpha, a 2-size patch, ``--func`` or a built-in op (ops on grey images only), without
+``--margin`` or ``--scale`` (the chunk budget does not count them yet). Anything else
+is a per-file failure that says so.
 """
 
 from __future__ import annotations
@@ -44,8 +45,13 @@ def process(runner, src: Path, dst: Path, threads=None) -> tuple[float, str | No
     budget = job.max_memory
     too_large = (
         f"too large for --max-memory {format_size(budget)} (needs about "
-        f"{format_size(estimate(src, job.dtype))} in memory)"
+        f"{format_size(estimate(src, job.dtype, job.area_scale))} in memory)"
     )
+    if job.margin is not None or job.scale is not None:
+        raise ValueError(
+            f"{too_large}; --margin and --scale are not run out of core yet (raise "
+            f"--max-memory to process it in memory)"
+        )
     if Path(src).suffix.lower() not in TIFF_SUFFIXES:
         raise ValueError(f"{too_large}; only TIFF can be processed out of core")
     shape, dtype, options = tiff_info(src)
@@ -102,7 +108,8 @@ def _lazy_result(runner, pdask, x, patch, channels):
     if runner.op is None:
         return pdask.process_image(x, runner.func, patch, job.step, args=job.args,
                                    edge=edge, window=window,
-                                   channel_axis=-1 if channels else None)  # fmt: skip
+                                   channel_axis=-1 if channels else None,
+                                   pad_mode=job.pad_mode or "reflect")  # fmt: skip
     op = runner.op
     if op.callback is None:
         raise ValueError(f"op {op.name!r} cannot run out of core")

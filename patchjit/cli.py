@@ -30,16 +30,27 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 # --- options: every check runs before any file is read -----------------------------
 
 
-def _parse_numbers(text: str, flag: str, kind=int) -> tuple:
+def _parse_numbers(text: str, flag: str, kind=int, minimum: int = 1) -> tuple:
+    """One number or one per axis, comma-separated; integers must be ``>= minimum``."""
     try:
         values = tuple(kind(v) for v in text.split(","))
     except ValueError:
         raise UsageError(
             f"{flag} must be one number or one per axis separated by commas, got {text!r}"
         ) from None
-    if kind is int and any(v < 1 for v in values):
-        raise UsageError(f"{flag} must be positive integers, got {text!r}")
+    if kind is int and any(v < minimum for v in values):
+        what = "positive integers" if minimum == 1 else f"integers >= {minimum}"
+        raise UsageError(f"{flag} must be {what}, got {text!r}")
     return values
+
+
+def _per_patch_axis(values: tuple | None, k: int, flag: str) -> tuple | None:
+    """``values`` on every patch axis: one value for all of them, or exactly ``k``."""
+    if values is None:
+        return None
+    if len(values) not in (1, k):
+        raise UsageError(f"{flag}: give 1 or {k} values (one per patch axis), got {len(values)}")
+    return values * k if len(values) == 1 else values
 
 
 def _parse_patch(text: str | None) -> tuple[int, ...] | None:
@@ -51,11 +62,13 @@ def _parse_patch(text: str | None) -> tuple[int, ...] | None:
     return patch * 2 if len(patch) == 1 else patch
 
 
-def _resolve_step(args, patch: tuple[int, ...]) -> tuple[int, ...]:
+def _resolve_step(args, patch: tuple[int, ...], tile: tuple[int, ...]) -> tuple[int, ...]:
     """The step on every patch axis, from ``--step`` or ``--overlap``: resolved once here.
 
-    A step larger than the patch leaves pixels no patch covers, which only
-    ``--edge valid`` allows: a usage error otherwise, before any file is read.
+    ``tile`` is the output tile (``patch - 2 * margin``; the patch without
+    ``--margin``): the grid the step and the overlap apply to, as in the API. A step
+    larger than the tile leaves pixels no patch covers, which only ``--edge valid``
+    allows: a usage error otherwise, before any file is read.
     """
     from ._validate import resolve_step
 
@@ -63,25 +76,66 @@ def _resolve_step(args, patch: tuple[int, ...]) -> tuple[int, ...]:
         raise UsageError("give either --step or --overlap, not both")
     step = _parse_numbers(args.step, "--step") if args.step is not None else None
     overlap = _parse_numbers(args.overlap, "--overlap", float) if args.overlap else None
-    given = step or overlap
-    k = len(patch)
-    if given is not None and len(given) not in (1, k):
-        raise UsageError(
-            f"--step/--overlap need 1 or {k} values (one per patch axis), got {len(given)}"
-        )
-    if given is not None and len(given) == 1:
-        given = given * k
+    given = _per_patch_axis(step or overlap, len(patch), "--step/--overlap")
     try:
-        resolved = resolve_step(given if step else None, given if overlap else None, patch)
+        resolved = resolve_step(given if step else None, given if overlap else None, tile)
     except (TypeError, ValueError) as exc:
         raise UsageError(f"--overlap: {exc}") from None
-    if args.edge != "valid" and any(s > p for s, p in zip(resolved, patch)):
+    if args.edge != "valid" and any(s > t for s, t in zip(resolved, tile)):
+        size = "--patch" if tile == patch else "the output tile (--patch - 2 * --margin)"
         raise UsageError(
-            f"--step {','.join(map(str, resolved))} is larger than --patch "
-            f"{','.join(map(str, patch))}: pixels between patches would be covered by none; "
+            f"--step {','.join(map(str, resolved))} is larger than {size} "
+            f"{','.join(map(str, tile))}: pixels between patches would be covered by none; "
             f"give a step <= the patch size, or --edge valid (uncovered pixels become NaN)"
         )
     return resolved
+
+
+def _resolve_margin(args, patch: tuple[int, ...]) -> tuple[tuple[int, ...] | None, tuple]:
+    """``--margin`` on every patch axis (None without it, or 0) and the output tile."""
+    if args.margin is None:
+        return None, patch
+    margin = _per_patch_axis(_parse_numbers(args.margin, "--margin", minimum=0), len(patch),
+                             "--margin")  # fmt: skip
+    tile = tuple(p - 2 * m for p, m in zip(patch, margin))
+    if any(t < 1 for t in tile):
+        raise UsageError(
+            f"--margin {args.margin} leaves no output of --patch {','.join(map(str, patch))}: "
+            f"the output tile (patch - 2 * margin) would be {','.join(map(str, tile))}; give "
+            f"a margin of at most {','.join(str((p - 1) // 2) for p in patch)}"
+        )
+    return (margin if any(margin) else None), tile
+
+
+def _resolve_scale(args, tile: tuple[int, ...], step: tuple[int, ...]) -> tuple | None:
+    """``--scale`` on every patch axis (integers and 1/integers; None without it, or 1).
+
+    For a 1/d scale, the tile and the step must be multiples of d so that patch origins
+    map to whole output pixels (the image size is checked per file, by the API).
+    """
+    from ._plan import _scales
+
+    if args.scale is None:
+        return None
+    values = _per_patch_axis(_parse_numbers(args.scale, "--scale", float), len(tile),
+                             "--scale")  # fmt: skip
+    try:
+        fractions = _scales(values, len(tile))
+    except ValueError:
+        raise UsageError(
+            f"--scale must be positive integers (2, 4) or 1/integers (0.5, 0.25), "
+            f"got {args.scale!r}"
+        ) from None
+    for t, s, f in zip(tile, step, fractions):
+        if (t * f).denominator != 1 or (s * f).denominator != 1:
+            raise UsageError(
+                f"--scale {args.scale}: the output tile {','.join(map(str, tile))} and "
+                f"--step {','.join(map(str, step))} must be multiples of {f.denominator} "
+                f"so that patch origins map to whole output pixels"
+            )
+    if all(f == 1 for f in fractions):
+        return None
+    return tuple(int(f) if f.denominator == 1 else float(f) for f in fractions)
 
 
 # --max-memory units: decimal (kB, MB, GB, TB) and binary (KiB, MiB, GiB, TiB); "B" or none
@@ -252,7 +306,21 @@ def _job_from_args(args) -> Job:
         from . import ops
 
         patch = patch or (ops.get(args.op).default_patch,) * 2
-    step = _resolve_step(args, patch)
+        for flag, value in (("--margin", args.margin), ("--scale", args.scale),
+                            ("--pad-mode", args.pad_mode)):  # fmt: skip
+            if value is not None:
+                raise UsageError(
+                    f"{flag} applies to --func and --batch only; the built-in op "
+                    f"{args.op!r} gives one output pixel per input pixel from its own patch"
+                )
+    margin, tile = _resolve_margin(args, patch)
+    step = _resolve_step(args, patch, tile)
+    scale = _resolve_scale(args, tile, step)
+    if args.pad_mode is not None and args.edge != "pad" and margin is None:
+        raise UsageError(
+            f"--pad-mode {args.pad_mode} has no effect without --edge pad or --margin "
+            f"(nothing is padded)"
+        )
     if args.quality is not None and not 1 <= args.quality <= 100:
         raise UsageError(f"--quality must be 1 to 100, got {args.quality}")
     if args.jobs < 1:
@@ -265,7 +333,8 @@ def _job_from_args(args) -> Job:
             "threads itself) or divide the budget and run fewer jobs"
         )
     return Job(args.op, args.func, params, _parse_args(args.arg), patch, step, args.edge,
-               args.window, args.dtype, args.quality, args.batch, max_memory)  # fmt: skip
+               args.window, args.dtype, args.quality, args.batch, max_memory, margin,
+               scale, args.pad_mode)  # fmt: skip
 
 
 def cmd_run(args) -> int:
@@ -364,7 +433,7 @@ def _warm_up(runner: Runner, todo, threads) -> None:
     """
     for src, _ in todo:
         try:
-            if not fits(src, runner.job.max_memory, runner.job.dtype):
+            if not fits(src, runner.job.max_memory, runner.job.dtype, runner.job.area_scale):
                 continue
             picture = load(src)
         except Exception:
@@ -411,12 +480,26 @@ examples:
   patchjit run data/ -o out/ --func my_filters:sharpen --arg 0.5 --patch 16 --overlap 0.5
   patchjit run data/ -o out/ --func my_model:predict --batch 64 --patch 128 --overlap 0.25
   patchjit run slides/ -o out/ --op mean-remove --patch 15 --step 4 --max-memory 2GB
+  patchjit run data/ -o out/ --func my_model:unet --batch 16 --patch 572 --margin 92 --step 388
+  patchjit run data/ -o big/ --func my_model:upsample --batch 64 --patch 64 --step 32 --scale 2
 
 --batch N: --func names a batch function, func(batch) -> array, any Python code. batch
   is a float32 (float64 for float64 and 32/64-bit integer images) array of shape
-  (n, *patch) or (n, *patch, C) for colour images, n <= N; return the same shape.
+  (n, *patch) or (n, *patch, C) for colour images, n <= N; return the same shape
+  (with --margin M / --scale F: (n, *(patch - 2*M)*F[, C])).
   It is called through patchjit.process_batches: same grid, edges and windows as
   --func. --arg is refused (bind parameters in your module, e.g. functools.partial).
+
+--margin M and --scale F (--func and --batch; one value, or one per patch axis):
+  the function's output patch is (patch - 2*M) * F per axis: the centre of its input
+  patch, M pixels smaller on each side, at F output pixels per input pixel (F an
+  integer or 1/integer). Output tiles (patch - 2*M) cover the image by the --edge and
+  --step/--overlap rules, and each input patch reads M more pixels on each side from
+  the image extended by --pad-mode, so borders are covered too. The output file has
+  the input's size times F (with F = 1/d the image size, the tile and the step must be
+  multiples of d). A valid 3x3 box mean with --patch 3 --margin 1 --pad-mode symmetric
+  equals scipy.ndimage.uniform_filter(image, 3, mode="reflect"). Not with --op, and
+  not out of core (--max-memory): such a file fails with the reason.
 
 --max-memory SIZE (decimal kB/MB/GB/TB or binary KiB/MiB/GiB/TiB): each file's need is
   estimated from its header, without reading the pixels: input + float accumulator +
@@ -434,8 +517,8 @@ examples:
           stops short, so every pixel is covered (default for process ops)
   valid   the regular grid only; pixels no patch covers are NaN in a float output
           (--dtype float32) and make an integer output fail
-  pad     the image is reflect-padded so border pixels are covered as often as
-          interior ones (map ops: always)
+  pad     the image is padded (--pad-mode, default reflect) so border pixels are
+          covered as often as interior ones (map ops: always, reflect)
 
 --window (weights of each position in a patch when overlapping results are merged;
 every weight is positive):
@@ -449,8 +532,8 @@ exit status:
   0    every file done (or skipped because its output exists)
   1    some file failed; each is reported by name with the reason, the rest are done
   2    usage error, found before any file is read (unknown op, bad --param,
-       --step larger than the patch without --edge valid, --func that cannot be
-       imported, output folder inside an input folder)
+       --margin or --scale, --step larger than the patch without --edge valid,
+       --func that cannot be imported, output folder inside an input folder)
   130  interrupted (Ctrl-C, also with --jobs: workers are stopped at once); no
        partial output file is left behind and nothing is written after it
 """
@@ -504,6 +587,20 @@ def build_parser() -> argparse.ArgumentParser:
                      help="border handling (see below; default cover, map ops: pad)")  # fmt: skip
     run.add_argument("--window", choices=("boxcar", "triangle", "hann", "hamming", "gaussian"),
                      help="weights for merging overlapping patches (see below)")  # fmt: skip
+    run.add_argument("--margin", metavar="M[,M[,M]]",
+                     help="--func/--batch: the function's output is the centre of its patch, "
+                     "M pixels smaller on each side (valid convolutions, U-Net "
+                     "overlap-tile); the image is extended by --pad-mode so the output "
+                     "has the input's size (see below)")  # fmt: skip
+    run.add_argument(
+        "--scale",
+        metavar="F[,F[,F]]",
+        help="--func/--batch: output pixels per input pixel, an integer or "
+        "1/integer (2, 4, 0.5); the output file is the input's size times F",
+    )
+    run.add_argument("--pad-mode", choices=("reflect", "symmetric", "edge", "wrap", "constant"),
+                     help="--func/--batch: how --edge pad and --margin extend the image "
+                     "(numpy.pad modes; constant pads with 0; default reflect)")  # fmt: skip
     run.add_argument("--dtype", choices=("uint8", "uint16", "int16", "int32", "float32",
                      "float64"), help="output dtype (default: the input's), e.g. float32 to "
                      "keep signed or fractional results in a TIFF")  # fmt: skip
