@@ -6,7 +6,14 @@ from __future__ import annotations
 
 from numba import njit, prange
 
-from ._kernels import SUM, combine_run, combine_run_weighted, n_owned_rows, owned_row
+from ._kernels import (
+    SUM,
+    combine_run,
+    combine_run_weighted,
+    n_owned_rows,
+    owned_row,
+    run_overlap,
+)
 from ._variants import twins
 
 # --- batches (process_batches, map_batches) -----------------------------------------
@@ -63,23 +70,17 @@ def _scatter_batch(outs, wts, weighted, red, od, oh, ow, g0, pw, nk, region0, ro
     """
     n, pd, ph = outs.shape[0], outs.shape[1], outs.shape[2]
     W = acc.shape[2] // nk
-    x0 = region0[2]
     for r in prange(n_owned_rows(rows)):
-        d, h, gd, gh = owned_row(r, rows, region0)
-        row = acc[d, h]
+        row, gd, gh = owned_row(acc, r, rows, region0)
         for p in range(n):
             yd, yh, x = _patch_origin(g0 + p, od, oh, ow)
             a = gd - yd
             b = gh - yh
             if a < 0 or a >= pd or b < 0 or b >= ph:
                 continue
-            lo = max(x, x0)
-            hi = min(x + pw, x0 + W)
-            if hi <= lo:
+            s, t, m = run_overlap(x, pw, region0[2], W, nk)
+            if m <= 0:
                 continue
-            s = (lo - x) * nk
-            t = (lo - x0) * nk
-            m = (hi - lo) * nk
             if weighted and red == SUM:
                 combine_run_weighted(row, t, outs[p, a, b], wts[a, b], s, m)
             else:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import _engine as E
+from . import _finalize_kernels as F
 from . import _kernels as K
 from ._grid import PatchGrid
 from ._progress import Progress
@@ -338,14 +339,14 @@ def _normalise(acc, grid: PatchGrid, nco: int, red: str, serial: bool, rows=None
     if grid.window_array is not None and grid.window_vectors is None:
         ind, vecs, pads = _window_profiles(grid)
         pads = tuple(b + (start if a == axis else 0) for a, b in enumerate(pads))
-        fin = K.finalize_window_serial if serial else K.finalize_window
+        fin = F.finalize_window_serial if serial else F.finalize_window
         fin(acc, ind[0], ind[1], vecs, pads, nco, red == "mean")
     else:
         vecs = E.canonical3([grid.axis_coverage(a) for a in range(grid.ndim)], np.ones(1))
         vecs = tuple(
             v[start : start + acc.shape[a]] if a == axis else v for a, v in enumerate(vecs)
         )
-        fin = K.finalize_serial if serial else K.finalize
+        fin = F.finalize_serial if serial else F.finalize
         fin(acc, *vecs, nco, red == "mean")
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import _batches as B
 from .. import _engine as E
+from .. import _finalize_kernels as F
 from .. import _kernels as K
 from .._cast import to_dtype
 from .._plan import _window_profiles, values_dtype
@@ -89,11 +90,11 @@ class _Normaliser:
             ind, vecs, pads = self.profiles
             starts = E.canonical3([r[0] for r in rows], 0)
             pads = tuple(int(p + s) for p, s in zip(pads, starts))
-            fin = K.finalize_window_serial if serial else K.finalize_window
+            fin = F.finalize_window_serial if serial else F.finalize_window
             fin(acc, ind[0], ind[1], vecs, pads, nco, divide)
         else:
             vecs = E.canonical3([r[4] for r in rows], np.ones(1))
-            fin = K.finalize_serial if serial else K.finalize
+            fin = F.finalize_serial if serial else F.finalize
             fin(acc, *vecs, nco, divide)
 
 

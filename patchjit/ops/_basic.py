@@ -85,6 +85,7 @@ def local_std(patch):
     Returns
     -------
     float
+        The standard deviation, in the patch's units.
 
     Examples
     --------
@@ -141,11 +142,12 @@ def median(patch):
     Parameters
     ----------
     patch : numpy.ndarray
-        Patch of any shape.
+        Patch of any shape; its values are compared as float64.
 
     Returns
     -------
     float
+        The median, or NaN when the patch holds NaN.
 
     Examples
     --------

@@ -239,15 +239,25 @@ _COLOR8 = _fast_color(8, _GRAY8)
 _COLOR16 = _fast_color(16, _GRAY16)
 
 
-@njit(inline="always")
-def _gray(patch, out, thr):
-    n, m = patch.shape
-    if n == 8 and m == 8:
-        _GRAY8(patch, out, thr)
-    elif n == 16 and m == 16:
-        _GRAY16(patch, out, thr)
-    else:
-        _generic_gray(patch, out, thr)
+def _by_size(kernel8, kernel16, generic):
+    """One kernel ``(patch, out, thr)``: the fast one for 8x8 and 16x16 patches (the
+    first two axes), else ``generic``."""
+
+    @njit(inline="always")
+    def by_size(patch, out, thr):
+        n, m = patch.shape[0], patch.shape[1]
+        if n == 8 and m == 8:
+            kernel8(patch, out, thr)
+        elif n == 16 and m == 16:
+            kernel16(patch, out, thr)
+        else:
+            generic(patch, out, thr)
+
+    return by_size
+
+
+_gray = _by_size(_GRAY8, _GRAY16, _generic_gray)
+_color = _by_size(_COLOR8, _COLOR16, _generic_color)
 
 
 # --- public callbacks -----------------------------------------------------------------
@@ -356,14 +366,10 @@ def dct_denoise_color(patch, out, sigma):
     >>> out.shape, bool(np.abs(out - clean).std() < np.abs(noisy - clean).std() / 3)
     ((32, 32, 3), True)
     """
-    n, m, nc = patch.shape
+    nc = patch.shape[2]
     thr = 3.0 * sigma
     if nc != 3:  # not RGB: each channel alone (generic kernel: quick to compile)
         for c in range(nc):
             _generic_gray(patch[:, :, c], out[:, :, c], thr)
-    elif n == 8 and m == 8:
-        _COLOR8(patch, out, thr)
-    elif n == 16 and m == 16:
-        _COLOR16(patch, out, thr)
     else:
-        _generic_color(patch, out, thr)
+        _color(patch, out, thr)
