@@ -1,5 +1,5 @@
-"""Doctest collection: patchjit/torch.py imports torch (the optional ``torch`` extra)."""
+"""Doctest collection: patchjit/torch/ imports torch (the optional ``torch`` extra)."""
 
 import importlib.util
 
-collect_ignore = [] if importlib.util.find_spec("torch") else ["patchjit/torch.py"]
+collect_ignore = [] if importlib.util.find_spec("torch") else ["patchjit/torch"]
