@@ -22,11 +22,17 @@ from ._plan import Plan, _normalise
 BAND_FRACTION = 32
 
 
-def check_finalize(finalize, out) -> None:
-    """``finalize`` is a callable, or one per output (a tuple or dict, None entries
-    meaning "keep that output whole"); it cannot be combined with ``out``."""
+def check_finalize(finalize, out, several: bool = True) -> None:
+    """``finalize`` is a callable, or (``several``: for a ``func`` that may return
+    several outputs) one per output, a tuple or dict with None entries meaning "keep
+    that output whole"; it cannot be combined with ``out``."""
     if finalize is None:
         return
+    if not several and not callable(finalize):
+        raise TypeError(
+            f"finalize must be callable, got {type(finalize).__name__} (one per output, a "
+            f"tuple or dict, is for process_batches' several outputs)"
+        )
     values = finalize.values() if isinstance(finalize, dict) else finalize
     values = values if isinstance(finalize, (tuple, list, dict)) else (finalize,)
     for f in values:
@@ -41,6 +47,11 @@ def finalizer_for(finalize, key, n_outputs: int):
     if finalize is None or callable(finalize):
         return finalize
     if isinstance(finalize, dict):
+        if n_outputs == 1 and key == 0 and 0 not in finalize:
+            raise TypeError(
+                f"finalize is a dict (keys {sorted(map(repr, finalize))}) but func returned one "
+                f"array, not a dict; give one callable"
+            )
         return finalize.get(key)
     if len(finalize) != n_outputs:
         raise ValueError(
@@ -68,12 +79,17 @@ class _Output:
         self.region0 = g.region3
         self.carry, self.lo, self.blocks = None, 0, []
         self.lead = 0 if g.channel_axis != 0 or not plan.keep_c else 1
+        self.block_lead = self.lead
 
     def band(self, g1: int):
         """The band for the groups up to patch row ``g1`` (exclusive), carry included;
         with its region start."""
         c = self.c
-        hi = min(int(self.oo[g1 - 1]) + self.q - self.region0[c], self.total)
+        last = g1 == len(self.oo)  # the last band runs to the end (rows past the
+        # last patch stay uncovered, NaN, with edge="valid")
+        hi = (
+            self.total if last else min(int(self.oo[g1 - 1]) + self.q - self.region0[c], self.total)
+        )
         hi = max(hi, self.lo if self.carry is None else self.lo + self.carry.shape[c])
         shape = list(self.plan.grid.spatial3)
         shape[c] = hi - self.lo
@@ -98,16 +114,25 @@ class _Output:
             spatial[0] = done - lo
             rows = to_dtype(plan.layout(finished.reshape((*spatial, plan.nco))), plan.out_dtype)
             block = rows if self.finalize is None else np.asarray(self.finalize(rows))
-            if block.ndim <= self.lead or block.shape[self.lead] != done - lo:
+            # channels first: the rows are axis 1, or axis 0 where finalize dropped the
+            # channel axis (e.g. an argmax over axis 0)
+            lead = self.lead if block.ndim >= rows.ndim else 0
+            if self.blocks and lead != self.block_lead:
                 raise ValueError(
-                    f"finalize returned shape {block.shape} for a block of {done - lo} rows; "
-                    f"it must keep the block's length along axis {self.lead}"
+                    f"finalize returned shape {block.shape} for a block of {done - lo} rows, "
+                    f"with another number of axes than for the block before"
                 )
+            if block.ndim <= lead or block.shape[lead] != done - lo:
+                raise ValueError(
+                    f"finalize returned shape {block.shape} for a block of {done - lo} rows "
+                    f"(shape {rows.shape}); it must keep the block's length along axis {lead}"
+                )
+            self.block_lead = lead
             self.blocks.append(block)
         self.lo = done
 
     def result(self) -> np.ndarray:
-        return np.concatenate(self.blocks, axis=self.lead)
+        return np.concatenate(self.blocks, axis=self.block_lead)
 
 
 def rows_per_group(base: Plan) -> int:

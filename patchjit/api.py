@@ -178,7 +178,7 @@ def process_image(
     src = plan.source(img)
     take, oview = plan.views(out_channels)
     E.prepare_process_callback(func, take, oview, src, plan.acc_dtype, args)
-    check_finalize(finalize, out)
+    check_finalize(finalize, out, several=False)
     with _running(plan.threads, progress, plan.grid.n_patches) as bar:
         if finalize is not None and plan.grid.ndim >= 2:
 

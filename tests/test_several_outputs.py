@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import patchjit
+import patchjit.ops
 
 RNG = np.random.default_rng(7)
 IMG = RNG.random((48, 40)).astype(np.float32)  # multiples of 2 and 4: every scale fits
@@ -188,3 +189,45 @@ def test_process_image_finalize_equals_finalizing_the_whole(kw):
         patchjit.process_image(
             rgb, class_scores, (12, 12), 5, finalize=np.sum, out=np.empty(full.shape), **args
         )
+
+
+def test_finalize_with_rows_no_patch_covers():
+    # edge="valid": the last rows (and, with step > patch, rows between patches) have
+    # no patch; finalize gets them as NaN like the full result has them
+    img = np.random.default_rng(0).random((38, 54), dtype=np.float32)
+    for patch, step in (((12, 12), (6, 4)), ((4, 4), (6, 6))):
+        full = patchjit.process_batches(img, lambda b: b, patch, step, edge="valid")
+        got = patchjit.process_batches(
+            img, lambda b: b, patch, step, edge="valid", finalize=lambda x: x
+        )
+        np.testing.assert_array_equal(got, full)
+        assert np.isnan(got[-2:]).all()
+        full = patchjit.process_image(img, patchjit.ops.identity, patch, step, edge="valid")
+        got = patchjit.process_image(
+            img, patchjit.ops.identity, patch, step, edge="valid", finalize=lambda x: x
+        )
+        np.testing.assert_array_equal(got, full)
+
+
+@pytest.mark.parametrize("height, width", [(60, 12), (48, 40), (72, 12)])
+def test_finalize_dropping_a_leading_channel_axis(height, width):
+    # channels first: argmax over axis 0 drops the channel axis; blocks join on rows
+    img = np.random.default_rng(1).random((3, height, width), dtype=np.float32)
+
+    def f(b):
+        return np.concatenate([b, b**2], -1)
+
+    kw = {"channel_axis": 0, "out_channels": 6}
+    full = patchjit.process_batches(img, f, 8, 4, **kw)
+    got = patchjit.process_batches(img, f, 8, 4, finalize=lambda b: b.argmax(0), **kw)
+    np.testing.assert_array_equal(got, full.argmax(0))
+    kept = patchjit.process_batches(img, f, 8, 4, finalize=lambda b: b * 2, **kw)
+    np.testing.assert_array_equal(kept, full * 2)
+
+
+def test_finalize_for_several_outputs_refused_where_there_is_one():
+    img = np.random.default_rng(2).random((40, 40), dtype=np.float32)
+    with pytest.raises(TypeError, match="finalize is a dict"):
+        patchjit.process_batches(img, lambda b: b, 8, 4, finalize={"x": lambda t: t})
+    with pytest.raises(TypeError, match="finalize must be callable, got tuple"):
+        patchjit.process_image(img, patchjit.ops.identity, 8, 4, finalize=(lambda t: t,))

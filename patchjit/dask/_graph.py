@@ -105,7 +105,7 @@ def process_image(
     def make(tables, norm):
         return _ProcessTask(plan, tables, norm, func, args, take, oview)
 
-    check_finalize(finalize, None)
+    check_finalize(finalize, None, several=False)
     name = "patchjit-process-" + _token(image, plan, func, args)
     return _finalized(_merge_graph(image, plan, make, name), plan, finalize)
 
