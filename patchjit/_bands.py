@@ -85,11 +85,9 @@ class _Output:
         """The band for the groups up to patch row ``g1`` (exclusive), carry included;
         with its region start."""
         c = self.c
-        last = g1 == len(self.oo)  # the last band runs to the end (rows past the
-        # last patch stay uncovered, NaN, with edge="valid")
-        hi = (
-            self.total if last else min(int(self.oo[g1 - 1]) + self.q - self.region0[c], self.total)
-        )
+        hi = self.total  # the last band runs to the end (rows past the last patch stay
+        if g1 < len(self.oo):  # uncovered, NaN, with edge="valid")
+            hi = min(int(self.oo[g1 - 1]) + self.q - self.region0[c], hi)
         hi = max(hi, self.lo if self.carry is None else self.lo + self.carry.shape[c])
         shape = list(self.plan.grid.spatial3)
         shape[c] = hi - self.lo
