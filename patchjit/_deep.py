@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
+from . import _sigint
+
 __all__ = ["png_depth", "pnm_header", "read_png", "read_pnm", "write_png", "write_pnm"]
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -91,6 +93,7 @@ def read_png(path: str | Path) -> np.ndarray:
     except zlib.error as exc:
         raise DeepImageError(f"PNG pixel data is corrupt: {exc}") from None
     bpp = 2 * samples
+    _sigint.install()  # _unfilter compiles on first use
     out = np.empty((height, width * bpp), np.uint8)
     passes = _ADAM7 if interlace else ((0, 0, 1, 1),)
     pos = 0

@@ -17,6 +17,7 @@ import numpy as np
 from . import _engine as E
 from . import _finalize_kernels as F
 from . import _kernels as K
+from . import _sigint
 from ._grid import PatchGrid
 from ._progress import Progress
 from ._validate import (
@@ -273,6 +274,7 @@ def make_plan(image_shape, image_dtype, params: dict, *, own=None, own_first=Fal
     ``pad_value``, the entry point's own checks and ``threads``, ``out_channels``,
     the window's representability in the accumulation dtype, ``dtype``, ``out``.
     """
+    _sigint.install()  # a Ctrl-C while numba compiles waits for the compile's end
     get = params.get
     red = get("reduce")
     merging = red is not None

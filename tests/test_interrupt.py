@@ -59,6 +59,8 @@ def test_ctrl_c_stops_a_slow_callback_run(kind, rng):
         run = lambda part, n: patchjit.process_image(part, slow_identity, 8, args=(n,))  # noqa: E731
     else:
         run = lambda part, n: patchjit.map_patches(part, slow_mean, 8, args=(n,))  # noqa: E731
+    # compile every variant the full-size run uses before any timer starts
+    run(img, 0)
     # calibrate on a corner: choose n so that the whole image would take >= 60 s
     corner = img[:60, :60]
     run(corner, 1)
@@ -93,10 +95,132 @@ def spin_identity(patch, out, n):
 def test_ctrl_c_stops_a_small_job_promptly(rng):
     # a 330², 8x8 job used to run as one kernel call, deaf to Ctrl-C until the end
     img = rng.random((330, 330))
-    patchjit.process_image(img[:40, :40], spin_identity, 8, args=(1,))
+    patchjit.process_image(img, spin_identity, 8, args=(1,))  # compile before timing
     t0 = time.perf_counter()
     patchjit.process_image(img[:40, :40], spin_identity, 8, args=(2000,))
     per_patch = (time.perf_counter() - t0) / 33**2
     n = max(2000, int(2000 * 20 / (per_patch * 323**2)))  # the whole job: >= ~20 s
     late = _interrupt_after(0.5, lambda: patchjit.process_image(img, spin_identity, 8, args=(n,)))
     assert late < 3, f"stopped {late:.1f} s after Ctrl-C"
+
+
+# A Ctrl-C while numba compiles used to break numba for the rest of the process
+# (every later compile: "RuntimeError: generator raised StopIteration") or be
+# swallowed by an llvmlite callback. These run in a child process, so that a
+# failure cannot poison the test session's numba. The SIGINT is sent from inside
+# numba's compiler, at the start of every compilation: deterministic, no timing.
+_COMPILE_INTERRUPT = r"""
+import signal
+import numpy as np
+from numba import njit
+from numba.core import event
+import patchjit
+
+class SigintAtCompile(event.Listener):
+    def on_start(self, ev):
+        signal.raise_signal(signal.SIGINT)
+    def on_end(self, ev):
+        pass
+
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
+@njit
+def double(patch, out):
+    for i in range(patch.shape[0]):
+        for j in range(patch.shape[1]):
+            out[i, j] = 2.0 * patch[i, j]
+
+img = np.arange(40 * 30, dtype=np.float64).reshape(40, 30)
+injector = SigintAtCompile()
+event.register("numba:compile", injector)
+try:
+    patchjit.process_image(img, double, 5, step=2)
+except KeyboardInterrupt:
+    print("interrupted")
+else:
+    print("not interrupted")
+print("callback compiled:", len(double.signatures))
+
+@njit
+def fresh(x):
+    return x + 1.0
+
+try:
+    fresh(1.0)
+except KeyboardInterrupt:
+    print("interrupted")
+print("fresh compiled:", len(fresh.signatures))
+event.unregister("numba:compile", injector)
+got = patchjit.process_image(img, double, 5, step=2)
+print("second call exact:", bool(np.array_equal(got, 2.0 * img)))
+print("new compile:", fresh(1.0))
+"""
+
+
+def _run_child(code, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PATCHJIT_CACHE_DIR=str(tmp_path / "cache"))
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_ctrl_c_during_compilation_waits_for_its_end(tmp_path):
+    res = _run_child(_COMPILE_INTERRUPT, tmp_path)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    # the compilation under way when SIGINT came finished: the callback's and a
+    # plain njit function's (without the fix, both were cut off with no signature)
+    assert lines == [
+        "interrupted",
+        "callback compiled: 1",
+        "interrupted",
+        "fresh compiled: 1",
+        "second call exact: True",
+        "new compile: 2.0",
+    ], res.stderr
+    assert "StopIteration" not in res.stderr
+    assert "Exception ignored" not in res.stderr
+
+
+_COLD_FIRST_CALL = r"""
+import _thread
+import signal
+import threading
+import time
+
+import numpy as np
+from numba import njit
+
+import patchjit
+
+
+@njit
+def double(patch, out):
+    for i in range(patch.shape[0]):
+        for j in range(patch.shape[1]):
+            out[i, j] = 2.0 * patch[i, j]
+
+
+signal.signal(signal.SIGINT, signal.default_int_handler)
+img = np.arange(300 * 300, dtype=np.float64).reshape(300, 300)
+threading.Timer(0.5, _thread.interrupt_main).start()
+try:
+    patchjit.process_image(img, double, 8)  # compiles for seconds on a cold cache
+    time.sleep(60)  # finished first: the interrupt arrives here
+except KeyboardInterrupt:
+    print("interrupted")
+got = patchjit.process_image(img, double, 8)
+print("second call exact:", bool(np.array_equal(got, 2.0 * img)))
+"""
+
+
+def test_ctrl_c_during_a_cold_first_call(tmp_path):
+    res = _run_child(_COLD_FIRST_CALL, tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == ["interrupted", "second call exact: True"], res.stderr
+    assert "StopIteration" not in res.stderr
+    assert "Exception ignored" not in res.stderr
