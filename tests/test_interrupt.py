@@ -224,3 +224,145 @@ def test_ctrl_c_during_a_cold_first_call(tmp_path):
     assert res.stdout.splitlines() == ["interrupted", "second call exact: True"], res.stderr
     assert "StopIteration" not in res.stderr
     assert "Exception ignored" not in res.stderr
+
+
+# The failure CI met: SIGINT at the first line of a generator numba's typing context
+# runs while it is set up. Without the hold, every later compile in the process
+# fails with "RuntimeError: generator raised StopIteration".
+_POISON = r"""
+import signal
+import sys
+
+import numpy as np
+from numba import njit
+from numba.core import utils
+
+import patchjit
+
+signal.signal(signal.SIGINT, signal.default_int_handler)
+target = utils.stream_list.__code__
+fired = []
+
+
+def tracer(frame, ev, arg):
+    if frame.f_code is not target:
+        return None
+
+    def local(frame, ev, arg):
+        if ev == "line" and not fired:
+            fired.append(1)
+            signal.raise_signal(signal.SIGINT)
+        return local
+
+    return local
+
+
+@njit
+def double(patch, out):
+    out[...] = 2.0 * patch
+
+
+img = np.arange(40 * 30, dtype=np.float64).reshape(40, 30)
+sys.settrace(tracer)
+try:
+    patchjit.process_image(img, double, 5, step=2)
+    print("not interrupted")
+except KeyboardInterrupt:
+    print("interrupted")
+sys.settrace(None)
+print("fired:", len(fired))
+got = patchjit.process_image(img, double, 5, step=2)
+print("second call exact:", bool(np.array_equal(got, 2.0 * img)))
+
+
+@njit
+def fresh(x):
+    return x + 1.0
+
+
+print("new compile:", fresh(1.0))
+"""
+
+
+def test_ctrl_c_inside_numba_typing_setup_leaves_numba_working(tmp_path):
+    from numba.core import utils
+
+    if not hasattr(utils, "stream_list"):
+        pytest.skip("this numba has no utils.stream_list to interrupt in")
+    res = _run_child(_POISON, tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == [
+        "interrupted",
+        "fired: 1",
+        "second call exact: True",
+        "new compile: 2.0",
+    ], res.stderr
+
+
+# Someone else's SIGINT handler: called once after the compilation for several
+# SIGINTs during it, and still installed afterwards; an ignored SIGINT stays ignored.
+_HANDLERS = r"""
+import signal
+
+import numpy as np
+from numba import njit
+from numba.core import event
+
+import patchjit
+
+
+
+@njit
+def copy(patch, out):
+    out[...] = patch
+
+
+patchjit.process_image(np.ones((9, 9)), copy, 3)  # the first call registers the hold
+calls = []
+
+
+def handler(signum, frame):
+    calls.append(signum)
+
+
+class ThreeSigints(event.Listener):
+    def on_start(self, ev):
+        for _ in range(3):
+            signal.raise_signal(signal.SIGINT)
+
+    def on_end(self, ev):
+        pass
+
+
+injector = ThreeSigints()
+event.register("numba:compile", injector)
+signal.signal(signal.SIGINT, handler)
+
+
+@njit
+def f(x):
+    return x + 1.0
+
+
+print("result:", f(1.0), "handler calls:", len(calls), "signatures:", len(f.signatures))
+print("handler kept:", signal.getsignal(signal.SIGINT) is handler)
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@njit
+def g(x):
+    return x * 2.0
+
+
+print("ignored:", g(2.0), signal.getsignal(signal.SIGINT) is signal.SIG_IGN)
+"""
+
+
+def test_ctrl_c_during_compilation_goes_to_the_users_handler(tmp_path):
+    res = _run_child(_HANDLERS, tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == [
+        "result: 2.0 handler calls: 1 signatures: 1",
+        "handler kept: True",
+        "ignored: 4.0 True",
+    ], res.stderr
