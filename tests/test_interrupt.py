@@ -157,21 +157,24 @@ print("new compile:", fresh(1.0))
 """
 
 
-def _run_child(code, tmp_path):
+def _child_lines(code, tmp_path):
+    """Run ``code`` in a fresh process with its own cache; check it ended well; its stdout lines."""
     import os
     import subprocess
     import sys
 
     env = dict(os.environ, PATCHJIT_CACHE_DIR=str(tmp_path / "cache"))
-    return subprocess.run(
+    res = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600
     )
+    assert res.returncode == 0, res.stderr
+    assert "StopIteration" not in res.stderr, res.stderr
+    assert "Exception ignored" not in res.stderr, res.stderr  # an interrupt swallowed
+    return res.stdout.splitlines()
 
 
 def test_ctrl_c_during_compilation_waits_for_its_end(tmp_path):
-    res = _run_child(_COMPILE_INTERRUPT, tmp_path)
-    assert res.returncode == 0, res.stderr
-    lines = res.stdout.splitlines()
+    lines = _child_lines(_COMPILE_INTERRUPT, tmp_path)
     # the compilation under way when SIGINT came finished: the callback's and a
     # plain njit function's (without the fix, both were cut off with no signature)
     assert lines == [
@@ -181,9 +184,7 @@ def test_ctrl_c_during_compilation_waits_for_its_end(tmp_path):
         "fresh compiled: 1",
         "second call exact: True",
         "new compile: 2.0",
-    ], res.stderr
-    assert "StopIteration" not in res.stderr
-    assert "Exception ignored" not in res.stderr
+    ]
 
 
 _COLD_FIRST_CALL = r"""
@@ -219,11 +220,7 @@ print("second call exact:", bool(np.array_equal(got, 2.0 * img)))
 
 
 def test_ctrl_c_during_a_cold_first_call(tmp_path):
-    res = _run_child(_COLD_FIRST_CALL, tmp_path)
-    assert res.returncode == 0, res.stderr
-    assert res.stdout.splitlines() == ["interrupted", "second call exact: True"], res.stderr
-    assert "StopIteration" not in res.stderr
-    assert "Exception ignored" not in res.stderr
+    assert _child_lines(_COLD_FIRST_CALL, tmp_path) == ["interrupted", "second call exact: True"]
 
 
 # The failure CI met: SIGINT at the first line of a generator numba's typing context
@@ -289,14 +286,12 @@ def test_ctrl_c_inside_numba_typing_setup_leaves_numba_working(tmp_path):
 
     if not hasattr(utils, "stream_list"):
         pytest.skip("this numba has no utils.stream_list to interrupt in")
-    res = _run_child(_POISON, tmp_path)
-    assert res.returncode == 0, res.stderr
-    assert res.stdout.splitlines() == [
+    assert _child_lines(_POISON, tmp_path) == [
         "interrupted",
         "fired: 1",
         "second call exact: True",
         "new compile: 2.0",
-    ], res.stderr
+    ]
 
 
 # Someone else's SIGINT handler: called once after the compilation for several
@@ -359,10 +354,8 @@ print("ignored:", g(2.0), signal.getsignal(signal.SIGINT) is signal.SIG_IGN)
 
 
 def test_ctrl_c_during_compilation_goes_to_the_users_handler(tmp_path):
-    res = _run_child(_HANDLERS, tmp_path)
-    assert res.returncode == 0, res.stderr
-    assert res.stdout.splitlines() == [
+    assert _child_lines(_HANDLERS, tmp_path) == [
         "result: 2.0 handler calls: 1 signatures: 1",
         "handler kept: True",
         "ignored: 4.0 True",
-    ], res.stderr
+    ]
