@@ -1,7 +1,11 @@
-"""Ctrl-C stops a long run promptly: the engine runs in short waves."""
+"""Ctrl-C stops a long run promptly (the engine runs in short waves), and a Ctrl-C
+while numba compiles takes effect when the compilation ends."""
 
 import _thread
+import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -159,10 +163,6 @@ print("new compile:", fresh(1.0))
 
 def _child_lines(code, tmp_path):
     """Run ``code`` in a fresh process with its own cache; check it ended well; its stdout lines."""
-    import os
-    import subprocess
-    import sys
-
     env = dict(os.environ, PATCHJIT_CACHE_DIR=str(tmp_path / "cache"))
     res = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600
